@@ -1,0 +1,73 @@
+"""The bot interface the call pipeline talks to: text in, a stream of actions out.
+
+Channel-neutral on purpose: the voice pipeline turns ``Say`` fragments into sentences and
+speech; a text channel (later) would send them as messages. A reply is an async stream so an
+LLM brain can hand over text as it is generated and the first sentence can be spoken while the
+rest is still being produced.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallContext:
+    """Who is calling whom, as carried by the TwiML ``<Parameter>``s."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    direction: str
+    tenant: str
+    bot: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """A fragment of the bot's reply (any length: a token, a clause, a sentence)."""
+
+    text: str
+    kind: Literal["say"] = "say"
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """The bot is done: hang up once everything said so far has been heard."""
+
+    reason: str
+    kind: Literal["end_call"] = "end_call"
+
+
+BotAction = Say | EndCall
+
+
+class Bot(ABC):
+    """One conversation with one caller; holds the conversation's state."""
+
+    @abstractmethod
+    def greeting(self) -> str:
+        """What the bot says when the call connects (rendered ahead of time)."""
+
+    @abstractmethod
+    def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
+        """React to one complete caller turn."""
+
+    @abstractmethod
+    def interrupted(self, heard_text: str) -> None:
+        """The caller barged in: only ``heard_text`` of the last reply was actually heard."""
+
+    @abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """What the bot has learned so far, JSON-ready (for the call report and resumption)."""
+
+
+class BotFactory(ABC):
+    """Builds a fresh bot for each call (per-tenant persona comes from configuration)."""
+
+    @abstractmethod
+    def create(self, context: CallContext) -> Bot:
+        """A new bot for this call."""

@@ -1,0 +1,271 @@
+"""Configuration: the only module that reads the environment.
+
+Everything is validated at start; every bad value is reported at once, each with a message that
+names the variable, so an operator fixes a deployment in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from runtime.engines import EngineOptions
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """One or more configuration values are missing or invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnOptions:
+    """When the caller is speaking and when their turn is over."""
+
+    #: Silence that ends the caller's turn. ~500 ms is the usual compromise between cutting
+    #: people off mid-thought and adding dead air to every turn.
+    end_of_turn_silence_ms: int = 500
+    #: Continuous speech needed before we believe the caller started talking (3 VAD windows):
+    #: single-window blips are clicks and line noise.
+    speech_start_ms: int = 96
+    #: Speech needed while the bot talks before it stops (barge-in); shorter sounds are
+    #: backchannels ("mm-hm") and coughs, which should not cut the bot off.
+    barge_in_min_speech_ms: int = 200
+    #: Utterances shorter than this are discarded instead of sent to STT.
+    min_utterance_ms: int = 200
+    #: Silero probability above which a window is speech, and below which a speaking caller
+    #: counts as silent (hysteresis keeps a word's quiet tail from ending the turn).
+    speech_threshold: float = 0.5
+    silence_threshold: float = 0.35
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("end_of_turn_silence_ms", "speech_start_ms", "barge_in_min_speech_ms"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0")
+        if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
+            problems.append("need 0 < silence_threshold <= speech_threshold < 1")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SilenceOptions:
+    """What happens when the caller goes quiet."""
+
+    #: Caller silence (after the bot finished speaking) before "are you still there?".
+    prompt_after_s: float = 8.0
+    #: Further silence after the prompt before a polite goodbye and hang-up.
+    hangup_after_prompt_s: float = 7.0
+    prompt_text: str = "Are you still there?"
+    goodbye_text: str = "It sounds like now is not a good time. Thanks for calling, and goodbye!"
+
+    def __post_init__(self) -> None:
+        if self.prompt_after_s <= 0 or self.hangup_after_prompt_s <= 0:
+            raise ConfigError(["silence timeouts must be > 0"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputOptions:
+    """How bot audio is sent to Twilio."""
+
+    #: Audio kept queued at Twilio ahead of playout. Enough to ride out event-loop hiccups,
+    #: small enough that `clear` on barge-in silences the bot almost at once.
+    lead_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if not 20 <= self.lead_ms <= 2000:
+            raise ConfigError(["lead_ms must be between 20 and 2000"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonaOptions:
+    """Who the bot says it is."""
+
+    business_name: str = "Lakeside Realty"
+    bot_name: str = "Ava"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Externally visible base URL; Twilio signs webhooks against it and streams connect to it.
+    public_url: str = "http://127.0.0.1:8080"
+    twilio_auth_token: str
+    #: Key of the per-call stream token; separate from the Twilio token so it can rotate alone.
+    stream_secret: bytes
+    #: Bearer token of the JSON API; the API is closed when it is empty.
+    api_token: str = ""
+    tenant: str = "default"
+    starting_bot: str = "lead"
+    #: Calls accepted at once; beyond it the webhook answers 503 so Twilio uses its fallback.
+    max_calls: int = 60
+    #: Hard limit on one call's length.
+    max_call_s: float = 1800.0
+    log_level: str = "INFO"
+    engines: EngineOptions = field(default_factory=lambda: EngineOptions(stt="whisper", tts="piper"))
+    turn: TurnOptions = field(default_factory=TurnOptions)
+    silence: SilenceOptions = field(default_factory=SilenceOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    persona: PersonaOptions = field(default_factory=PersonaOptions)
+
+    @property
+    def stream_url(self) -> str:
+        """The Media Streams WebSocket URL Twilio connects to (ws/wss from http/https)."""
+        scheme = "wss" if self.public_url.startswith("https://") else "ws"
+        return scheme + self.public_url[self.public_url.index("://") :] + "/twilio/media"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``LEADLINE_*`` / ``TWILIO_*`` variables, validating all of them."""
+        return _EnvReader(os.environ if env is None else env).settings(overrides)
+
+
+class _EnvReader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T], default: T, check: str = "") -> T:
+        raw = self.env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError as e:
+            self.problems.append(f"{name}={raw!r}: {check or e}")
+            return default
+
+    def settings(self, overrides: Mapping[str, object]) -> Settings:
+        host = self.get("LEADLINE_HOST", str, "127.0.0.1")
+        port = self.get("LEADLINE_PORT", _port, 8080, "must be a TCP port (1-65535)")
+        public_url = self.get("LEADLINE_PUBLIC_URL", _public_url, f"http://{host}:{port}")
+        token = self.env.get("TWILIO_AUTH_TOKEN", "")
+        if not token and "twilio_auth_token" not in overrides:
+            self.problems.append("TWILIO_AUTH_TOKEN is required: webhooks cannot be verified without it")
+        stream_secret = self.env.get("LEADLINE_STREAM_SECRET", "").encode() or secrets.token_bytes(32)
+        values: dict[str, object] = dict(
+            host=host,
+            port=port,
+            public_url=public_url,
+            twilio_auth_token=token,
+            stream_secret=stream_secret,
+            api_token=self.env.get("LEADLINE_API_TOKEN", ""),
+            tenant=self.get("LEADLINE_TENANT", _slug, "default", "letters, digits, - and _ only"),
+            starting_bot=self.get("LEADLINE_STARTING_BOT", _bot_name, "lead", "must be 'lead'"),
+            max_calls=self.get("LEADLINE_MAX_CALLS", _positive_int, 60, "must be a positive integer"),
+            max_call_s=self.get("LEADLINE_MAX_CALL_S", _positive_float, 1800.0, "must be > 0"),
+            log_level=self.get("LEADLINE_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+            engines=self.engines(),
+            turn=self.group(
+                TurnOptions,
+                end_of_turn_silence_ms=("LEADLINE_END_OF_TURN_SILENCE_MS", _positive_int),
+                barge_in_min_speech_ms=("LEADLINE_BARGE_IN_MIN_SPEECH_MS", _positive_int),
+            ),
+            silence=self.group(
+                SilenceOptions,
+                prompt_after_s=("LEADLINE_SILENCE_PROMPT_S", _positive_float),
+                hangup_after_prompt_s=("LEADLINE_SILENCE_HANGUP_S", _positive_float),
+            ),
+            output=self.group(OutputOptions, lead_ms=("LEADLINE_OUTPUT_LEAD_MS", _positive_int)),
+            persona=PersonaOptions(
+                business_name=self.env.get("LEADLINE_BUSINESS_NAME", "") or PersonaOptions.business_name,
+                bot_name=self.env.get("LEADLINE_BOT_NAME", "") or PersonaOptions.bot_name,
+            ),
+        )
+        values.update(overrides)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Settings(**values)  # type: ignore[arg-type]  # keys checked by the dataclass itself
+
+    def engines(self) -> EngineOptions:
+        stt = self.get("LEADLINE_STT", _choice("whisper", "scripted"), "whisper", "'whisper' or 'scripted'")
+        tts = self.get("LEADLINE_TTS", _choice("piper", "scripted"), "piper", "'piper' or 'scripted'")
+        threads = self.get("LEADLINE_STT_THREADS", _positive_int, 2, "must be a positive integer")
+        try:
+            return EngineOptions(stt=stt, tts=tts, stt_threads=threads)  # type: ignore[arg-type]
+        except ValueError as e:
+            self.problems.append(f"engines: {e}")
+            return EngineOptions(stt="scripted", tts="scripted")
+
+    def group(self, kind: Callable[..., T], **fields: tuple[str, Callable[[str], object]]) -> T:
+        values = {}
+        for attr, (name, parse) in fields.items():
+            raw = self.env.get(name)
+            if raw:
+                try:
+                    values[attr] = parse(raw)
+                except ValueError as e:
+                    self.problems.append(f"{name}={raw!r}: {e}")
+        try:
+            return kind(**values)
+        except ConfigError as e:
+            self.problems.extend(e.problems)
+            return kind()
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("out of range")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http:// or https:// URL, e.g. https://leadline.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return raw.rstrip("/")
+
+
+def _slug(raw: str) -> str:
+    if not raw.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("bad slug")
+    return raw
+
+
+def _bot_name(raw: str) -> str:
+    if raw != "lead":
+        raise ValueError("unknown bot")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("bad level")
+    return level
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError("bad choice")
+        return raw
+
+    return parse

@@ -1,0 +1,171 @@
+"""Typed call events and the sinks they go to.
+
+The pipeline emits events synchronously and never waits on where they go: a sink must not block.
+Persistence (Redis, Postgres) plugs in later as another sink; for now each call keeps its
+events in a ``CallReport``.
+
+Times are seconds since the call's stream started (``at``), from the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnLatency:
+    """Where the time went between the caller's end of speech and the bot's first audio.
+
+    Every ``*_at`` is seconds since stream start. ``speech_end_at`` is when the last voiced
+    audio reached the server; ``turn_end_at`` when silence confirmed the end of the turn.
+    """
+
+    turn: int
+    speech_end_at: float
+    turn_end_at: float
+    stt_done_at: float
+    first_text_at: float
+    first_audio_at: float
+    first_frame_at: float
+    #: time spent inside engines (STT inference, bot, first TTS chunk), in ms
+    stt_engine_ms: float
+    bot_ms: float
+    tts_engine_ms: float
+    kind: Literal["turn_latency"] = "turn_latency"
+
+    @property
+    def endpointing_ms(self) -> float:
+        return (self.turn_end_at - self.speech_end_at) * 1000
+
+    @property
+    def total_ms(self) -> float:
+        """End of speech -> first media frame written: what the caller experiences."""
+        return (self.first_frame_at - self.speech_end_at) * 1000
+
+    @property
+    def runtime_overhead_ms(self) -> float:
+        """Turn end -> first frame, minus the engines' own time: what the runtime adds."""
+        pipeline_ms = (self.first_frame_at - self.turn_end_at) * 1000
+        return pipeline_ms - self.stt_engine_ms - self.bot_ms - self.tts_engine_ms
+
+    def breakdown(self) -> dict[str, float]:
+        return {
+            "endpointing_ms": round(self.endpointing_ms, 1),
+            "stt_ms": round((self.stt_done_at - self.turn_end_at) * 1000, 1),
+            "bot_ms": round((self.first_text_at - self.stt_done_at) * 1000, 1),
+            "tts_ms": round((self.first_audio_at - self.first_text_at) * 1000, 1),
+            "send_ms": round((self.first_frame_at - self.first_audio_at) * 1000, 1),
+            "total_ms": round(self.total_ms, 1),
+            "runtime_overhead_ms": round(self.runtime_overhead_ms, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GreetingLatency:
+    """Stream start -> first greeting frame written."""
+
+    at: float
+    latency_ms: float
+    kind: Literal["greeting_latency"] = "greeting_latency"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerUtterance:
+    at: float
+    turn: int
+    text: str
+    speech_ms: float
+    kind: Literal["caller_utterance"] = "caller_utterance"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotUtterance:
+    at: float
+    turn: int
+    text: str
+    audio_ms: float
+    kind: Literal["bot_utterance"] = "bot_utterance"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interruption:
+    """The caller spoke over the bot; how much of the bot's reply they had heard."""
+
+    at: float
+    turn: int
+    reply_text: str
+    heard_text: str
+    reply_audio_ms: float
+    heard_ms: float
+    #: caller speech onset -> `clear` written to Twilio
+    reaction_ms: float
+    kind: Literal["interruption"] = "interruption"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silence:
+    at: float
+    action: Literal["prompt", "hangup"]
+    silent_s: float
+    kind: Literal["silence"] = "silence"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DtmfReceived:
+    at: float
+    digit: str
+    kind: Literal["dtmf"] = "dtmf"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtocolViolation:
+    at: float
+    error: str
+    kind: Literal["protocol_error"] = "protocol_error"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded:
+    at: float
+    reason: str
+    kind: Literal["call_ended"] = "call_ended"
+
+
+CallEvent = (
+    TurnLatency
+    | GreetingLatency
+    | CallerUtterance
+    | BotUtterance
+    | Interruption
+    | Silence
+    | DtmfReceived
+    | ProtocolViolation
+    | CallEnded
+)
+
+
+def event_to_dict(event: CallEvent) -> dict[str, Any]:
+    data = dataclasses.asdict(event)
+    if isinstance(event, TurnLatency):
+        data.update(event.breakdown())
+    return data
+
+
+class EventSink(ABC):
+    """Where call events go. ``emit`` must return at once; it is called on the hot path."""
+
+    @abstractmethod
+    def emit(self, call_sid: str, event: CallEvent) -> None: ...
+
+
+class FanoutSink(EventSink):
+    def __init__(self, sinks: Iterable[EventSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def emit(self, call_sid: str, event: CallEvent) -> None:
+        for sink in self.sinks:
+            sink.emit(call_sid, event)

@@ -1,0 +1,447 @@
+"""One phone call's pipeline: caller audio -> VAD/turns -> STT -> bot -> TTS -> paced sender.
+
+A handful of tasks in one TaskGroup: the listener (decode, VAD, turn detection), the paced
+sender, the silence watchdog, and at most one bot reply at a time. The socket handler feeds
+``feed_media``/``on_mark``/``on_dtmf`` without ever waiting; the session closes the socket
+itself when the bot hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bots.base import Bot, BotAction, CallContext, EndCall, Say
+from runtime.audio import duration_ms, ulaw_to_pcm
+from runtime.clock import Clock
+from runtime.config import Settings
+from runtime.engines import Engines
+from runtime.events import (
+    BotUtterance,
+    CallEnded,
+    CallerUtterance,
+    CallEvent,
+    DtmfReceived,
+    EventSink,
+    GreetingLatency,
+    Interruption,
+    ProtocolViolation,
+    Silence,
+    TurnLatency,
+)
+from runtime.outbound import OutboundAudio, Send
+from runtime.sentences import SentenceSplitter
+from runtime.speech import Transcript
+from runtime.turn import SpeechStarted, SpeechSustained, TurnDetector, TurnEnded, TurnSignal
+
+log = logging.getLogger(__name__)
+
+#: Inbound frames buffered between the socket and the listener (5 s). If the listener falls
+#: this far behind, the oldest audio is dropped: late audio is worth less than a live turn.
+INBOUND_QUEUE_FRAMES = 250
+#: Silence watchdog resolution; silence timeouts are seconds long.
+WATCHDOG_PERIOD_S = 0.25
+#: How long past its expected end we wait for the last mark before hanging up anyway.
+HANGUP_GRACE_S = 3.0
+
+
+@dataclass
+class _Sentence:
+    mark: str
+    text: str
+    audio_ms: float
+    heard: bool = False
+
+
+@dataclass
+class _Reply:
+    """One bot turn being spoken (turn 0 is the greeting)."""
+
+    turn: int
+    sentences: list[_Sentence] = field(default_factory=list)
+    first_frame_at: float | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+
+@dataclass
+class _LatencyProbe:
+    turn: int
+    speech_end_at: float
+    turn_end_at: float
+    stt_done_at: float
+    stt_engine_ms: float
+    first_text_at: float = 0.0
+    first_audio_at: float = 0.0
+    tts_engine_ms: float = 0.0
+
+    def finish(self, first_frame_at: float, started_at: float) -> TurnLatency:
+        rel = lambda t: t - started_at  # noqa: E731
+        return TurnLatency(
+            turn=self.turn,
+            speech_end_at=rel(self.speech_end_at),
+            turn_end_at=rel(self.turn_end_at),
+            stt_done_at=rel(self.stt_done_at),
+            first_text_at=rel(self.first_text_at),
+            first_audio_at=rel(self.first_audio_at),
+            first_frame_at=rel(first_frame_at),
+            stt_engine_ms=self.stt_engine_ms,
+            bot_ms=(self.first_text_at - self.stt_done_at) * 1000,
+            tts_engine_ms=self.tts_engine_ms,
+        )
+
+
+class CallSession:
+    """The pipeline of one call, from Twilio's ``start`` to hang-up."""
+
+    def __init__(
+        self,
+        *,
+        context: CallContext,
+        stream_sid: str,
+        bot: Bot,
+        engines: Engines,
+        settings: Settings,
+        send: Send,
+        close: Callable[[], Awaitable[None]],
+        sink: EventSink,
+        clock: Clock,
+    ) -> None:
+        self.context = context
+        self.bot = bot
+        self._engines = engines
+        self._settings = settings
+        self._close_socket = close
+        self._sink = sink
+        self._clock = clock
+        self._vad = engines.vad.open_stream()
+        self._stt = engines.stt.open_stream(context.call_sid)
+        self._turns = TurnDetector(settings.turn, engines.vad.window_ms)
+        self.outbound = OutboundAudio(send, stream_sid, clock, settings.output.lead_ms)
+        self.outbound.on_first_frame = self._on_first_frame
+        self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(INBOUND_QUEUE_FRAMES)
+        self._group: asyncio.TaskGroup | None = None
+        self._ended = asyncio.Event()
+        self.end_reason = ""
+        self.started_at = clock.now()
+        self._reply: _Reply | None = None
+        self._turn = 0
+        self._unanswered: list[asyncio.Task[Transcript]] = []
+        self._probes: dict[str, _LatencyProbe] = {}
+        self._by_mark: dict[str, tuple[_Reply, _Sentence]] = {}
+        self._last_activity = self.started_at
+        self._silence_prompted = False
+        self._hangup_reason: str | None = None
+        self.dropped_frames = 0
+        self.protocol_errors = 0
+
+    # --- inputs from the socket handler (never block) -------------------------------------
+
+    def feed_media(self, ulaw: bytes) -> None:
+        try:
+            self._inbound.put_nowait((ulaw, self._clock.now()))
+        except asyncio.QueueFull:
+            self._inbound.get_nowait()
+            self._inbound.put_nowait((ulaw, self._clock.now()))
+            self.dropped_frames += 1
+
+    def on_mark(self, name: str) -> None:
+        """Twilio played everything queued before this mark (or flushed it on ``clear``)."""
+        entry = self._by_mark.pop(name, None)
+        if entry is None:
+            return
+        entry[1].heard = True
+        if not self.bot_talking:
+            self._last_activity = self._clock.now()
+            if self._hangup_reason is not None:
+                self.end(self._hangup_reason)
+
+    def on_dtmf(self, digit: str) -> None:
+        self._emit(DtmfReceived(at=self._rel(self._clock.now()), digit=digit))
+
+    def on_protocol_error(self, error: str) -> None:
+        self.protocol_errors += 1
+        self._emit(ProtocolViolation(at=self._rel(self._clock.now()), error=error))
+
+    def end(self, reason: str) -> None:
+        """Finish the call (idempotent); ``run`` returns soon after."""
+        if not self._ended.is_set():
+            self.end_reason = reason
+            self._ended.set()
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def bot_talking(self) -> bool:
+        """Bot audio is queued here or at Twilio and not yet heard."""
+        return bool(self._by_mark) or self.outbound.pending
+
+    def bot_state(self) -> dict[str, Any]:
+        return self.bot.snapshot()
+
+    def _rel(self, t: float) -> float:
+        return t - self.started_at
+
+    def _emit(self, event: CallEvent) -> None:
+        self._sink.emit(self.context.call_sid, event)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Run the call until it ends; returns the reason."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                tasks = [
+                    group.create_task(self._listen(), name="listen"),
+                    group.create_task(self.outbound.run(), name="send"),
+                    group.create_task(self._watch(), name="watch"),
+                ]
+                self._start_reply(0, self._greet())
+                await self._ended.wait()
+                for task in [*tasks, *self._unanswered]:
+                    task.cancel()
+                self._cancel_reply()
+        except* Exception:
+            log.exception("call pipeline failed", extra={"call_sid": self.context.call_sid})
+            self.end_reason = self.end_reason or "internal_error"
+        finally:
+            self._group = None
+            self._vad.close()
+            await self._stt.aclose()
+            self._emit(CallEnded(at=self._rel(self._clock.now()), reason=self.end_reason))
+        return self.end_reason
+
+    # --- listening ------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            ulaw, arrived_at = await self._inbound.get()
+            pcm = ulaw_to_pcm(ulaw)
+            self._stt.push_audio(pcm)
+            for probability in await self._vad.process(pcm):
+                signal = self._turns.feed(probability, arrived_at)
+                if signal is not None:
+                    await self._on_turn_signal(signal)
+
+    async def _on_turn_signal(self, signal: TurnSignal) -> None:
+        if isinstance(signal, SpeechStarted):
+            self._stt.speech_started()
+            self._last_activity = signal.at
+            self._silence_prompted = False
+        elif isinstance(signal, SpeechSustained):
+            if self.bot_talking:
+                await self._barge_in(signal)
+            elif self._reply is not None and self._reply.turn > 0:
+                # Still thinking about the last turn and the caller went on talking: answer
+                # both parts together once they stop (the transcripts stay in _unanswered).
+                self._cancel_reply()
+        else:
+            self._on_turn_ended(signal)
+
+    def _on_turn_ended(self, signal: TurnEnded) -> None:
+        self._last_activity = signal.at
+        if signal.speech_ms < self._settings.turn.min_utterance_ms:
+            self._stt.discard_utterance()
+            return
+        assert self._group is not None
+        self._unanswered.append(self._group.create_task(self._stt.finish_utterance(), name="stt"))
+        self._turn += 1
+        self._start_reply(self._turn, self._answer(self._turn, signal))
+
+    async def _barge_in(self, signal: SpeechSustained) -> None:
+        reply = self._reply
+        now = self._clock.now()
+        self._cancel_reply()
+        self._by_mark.clear()  # Twilio echoes the flushed marks, but they were not heard
+        self._hangup_reason = None
+        clear_at = await self.outbound.clear()
+        if reply is None:
+            return
+        heard_text, heard_ms, total_ms = self._heard(reply, now)
+        self.bot.interrupted(heard_text)
+        self._emit(
+            Interruption(
+                at=self._rel(now),
+                turn=reply.turn,
+                reply_text=reply.text,
+                heard_text=heard_text,
+                reply_audio_ms=total_ms,
+                heard_ms=heard_ms,
+                reaction_ms=(clear_at - signal.onset_at) * 1000,
+            )
+        )
+
+    @staticmethod
+    def _heard(reply: _Reply, now: float) -> tuple[str, float, float]:
+        """What part of a reply reached the caller: whole sentences by their marks, plus the
+        part of the playing sentence estimated from the time since it began."""
+        heard_words: list[str] = []
+        heard_ms = 0.0
+        playing_since = reply.first_frame_at
+        for sentence in reply.sentences:
+            if sentence.heard:
+                heard_words.extend(sentence.text.split())
+                heard_ms += sentence.audio_ms
+                continue
+            if playing_since is not None:
+                partial = min(sentence.audio_ms, max(0.0, (now - playing_since) * 1000 - heard_ms))
+                words = sentence.text.split()
+                heard_words.extend(words[: round(len(words) * partial / max(sentence.audio_ms, 1.0))])
+                heard_ms += partial
+            break
+        return " ".join(heard_words), heard_ms, sum(s.audio_ms for s in reply.sentences)
+
+    # --- speaking ---------------------------------------------------------------------------
+
+    def _start_reply(self, turn: int, speech: Awaitable[None]) -> None:
+        self._cancel_reply()
+        assert self._group is not None
+        reply = _Reply(turn)
+        self._reply = reply
+        reply.task = self._group.create_task(self._run_reply(reply, speech), name=f"reply-{turn}")
+
+    def _cancel_reply(self) -> None:
+        if self._reply is not None and self._reply.task is not None:
+            self._reply.task.cancel()
+        self._reply = None
+
+    async def _run_reply(self, reply: _Reply, speech: Awaitable[None]) -> None:
+        try:
+            await speech
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("bot turn failed", extra={"call_sid": self.context.call_sid, "turn": reply.turn})
+        finally:
+            if self._reply is reply:
+                self._reply = None
+        if reply.sentences:
+            self._emit(
+                BotUtterance(
+                    at=self._rel(self._clock.now()),
+                    turn=reply.turn,
+                    text=reply.text,
+                    audio_ms=sum(s.audio_ms for s in reply.sentences),
+                )
+            )
+
+    async def _greet(self) -> None:
+        assert self._reply is not None
+        text = self.bot.greeting()
+        audio = await self._engines.tts.render(text)
+        self._queue_sentence(self._reply, text, audio)
+
+    async def _answer(self, turn: int, signal: TurnEnded) -> None:
+        reply = self._reply
+        assert reply is not None
+        transcripts = [await task for task in list(self._unanswered)]
+        self._unanswered.clear()
+        stt_done = self._clock.now()
+        text = " ".join(t.text for t in transcripts if t.text).strip()
+        if not text:
+            return
+        self._emit(CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms))
+        probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, transcripts[-1].engine_ms)
+        await self._speak(reply, self.bot.respond(text), probe)
+
+    async def _say(self, text: str, *, hang_up: str | None = None) -> None:
+        async def fixed() -> AsyncIterator[BotAction]:
+            yield Say(text)
+            if hang_up is not None:
+                yield EndCall(hang_up)
+
+        assert self._reply is not None
+        await self._speak(self._reply, fixed(), None)
+
+    async def _speak(self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None) -> None:
+        splitter = SentenceSplitter()
+        hang_up: str | None = None
+        async for action in actions:
+            if isinstance(action, EndCall):
+                hang_up = action.reason
+                continue
+            if probe is not None and not probe.first_text_at:
+                probe.first_text_at = self._clock.now()
+            for sentence in splitter.feed(action.text):
+                await self._synthesize(reply, sentence, probe)
+        for sentence in splitter.flush():
+            await self._synthesize(reply, sentence, probe)
+        if hang_up is not None:
+            self._hang_up_after_playout(hang_up, reply)
+
+    async def _synthesize(self, reply: _Reply, text: str, probe: _LatencyProbe | None) -> None:
+        chunks = []
+        async for chunk in self._engines.tts.synthesize(text):
+            if probe is not None and not probe.first_audio_at:
+                probe.first_audio_at = self._clock.now()
+                probe.tts_engine_ms = chunk.engine_ms
+                self._probes[f"t{reply.turn}.{len(reply.sentences)}"] = probe
+            chunks.append(chunk.ulaw)
+        self._queue_sentence(reply, text, b"".join(chunks))
+
+    def _queue_sentence(self, reply: _Reply, text: str, ulaw: bytes) -> None:
+        mark = f"t{reply.turn}.{len(reply.sentences)}"
+        sentence = _Sentence(mark, text, duration_ms(len(ulaw)))
+        reply.sentences.append(sentence)
+        self._by_mark[mark] = (reply, sentence)
+        self.outbound.enqueue_audio(mark, ulaw)
+        self.outbound.enqueue_mark(mark)
+
+    def _on_first_frame(self, utterance: str, at: float) -> None:
+        entry = self._by_mark.get(utterance)
+        if entry is not None and entry[0].first_frame_at is None:
+            entry[0].first_frame_at = at
+        if utterance == "t0.0":
+            self._emit(GreetingLatency(at=self._rel(at), latency_ms=self._rel(at) * 1000))
+        probe = self._probes.pop(utterance, None)
+        if probe is not None:
+            self._emit(probe.finish(at, self.started_at))
+
+    def _hang_up_after_playout(self, reason: str, reply: _Reply) -> None:
+        self._hangup_reason = reason
+        if not self.bot_talking:
+            self.end(reason)
+            return
+        remaining_s = sum(s.audio_ms for s in reply.sentences if not s.heard) / 1000
+        self._hangup_deadline = self._clock.now() + remaining_s + HANGUP_GRACE_S
+
+    # --- silence and limits -------------------------------------------------------------------
+
+    _hangup_deadline: float | None = None
+
+    async def _watch(self) -> None:
+        silence = self._settings.silence
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            now = self._clock.now()
+            if now - self.started_at > self._settings.max_call_s:
+                self.end("max_duration")
+            if self._hangup_reason is not None and self._hangup_deadline and now > self._hangup_deadline:
+                self.end(self._hangup_reason)
+            if self.bot_talking or self._reply is not None or self._turns.speaking or self._unanswered:
+                continue
+            quiet_s = now - self._last_activity
+            if not self._silence_prompted and quiet_s >= silence.prompt_after_s:
+                self._silence_prompted = True
+                self._emit(Silence(at=self._rel(now), action="prompt", silent_s=quiet_s))
+                self._turn += 1
+                self._start_reply(self._turn, self._say(silence.prompt_text))
+            elif self._silence_prompted and quiet_s >= silence.hangup_after_prompt_s:
+                self._emit(Silence(at=self._rel(now), action="hangup", silent_s=quiet_s))
+                self._turn += 1
+                self._last_activity = float("inf")
+                self._start_reply(self._turn, self._say(silence.goodbye_text, hang_up="silence"))
+
+
+async def close_quietly(close: Callable[[], Awaitable[None]]) -> None:
+    """Close a socket that may already be gone."""
+    with contextlib.suppress(Exception):
+        await close()

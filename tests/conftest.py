@@ -1,0 +1,91 @@
+"""Shared fixtures: engines loaded once per test session, and a real server on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from runtime.config import SilenceOptions, Settings
+from runtime.engines import EngineOptions, Engines, load_engines
+from runtime.server import STATE, ServerState, create_app
+
+AUTH_TOKEN = "test-auth-token"
+API_TOKEN = "test-api-token"
+
+
+@pytest.fixture(scope="session")
+def scripted_engines() -> Iterator[Engines]:
+    """Silero VAD plus scripted STT/TTS: the runtime without model inference."""
+    yield load_engines(EngineOptions(stt="scripted", tts="scripted"))
+
+
+@pytest.fixture(scope="session")
+def real_engines() -> Iterator[Engines]:
+    """The offline defaults (Silero, Whisper tiny.en, Piper), loaded once for the whole run."""
+    yield load_engines(EngineOptions(stt="whisper", tts="piper"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    app: web.Application
+    base_url: str
+    settings: Settings
+
+    @property
+    def state(self) -> ServerState:
+        return self.app[STATE]
+
+
+def make_settings(port: int, **overrides: Any) -> Settings:
+    base = Settings.from_env(
+        {},
+        twilio_auth_token=AUTH_TOKEN,
+        api_token=API_TOKEN,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        silence=SilenceOptions(prompt_after_s=30, hangup_after_prompt_s=30),
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Start real servers on loopback with preloaded engines; all are stopped afterwards."""
+    runners: list[web.AppRunner] = []
+
+    async def start(engines: Engines, **overrides: Any) -> RunningServer:
+        port = free_port()
+        settings = make_settings(port, **overrides)
+        app = create_app(settings, engines)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return RunningServer(app, f"http://127.0.0.1:{port}", settings)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

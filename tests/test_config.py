@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from runtime.config import ConfigError, Settings
+
+
+def test_defaults_need_only_the_twilio_token() -> None:
+    settings = Settings.from_env({"TWILIO_AUTH_TOKEN": "x"})
+    assert settings.public_url == "http://127.0.0.1:8080"
+    assert settings.stream_url == "ws://127.0.0.1:8080/twilio/media"
+    assert settings.turn.end_of_turn_silence_ms == 500
+
+
+def test_https_public_url_gives_wss_stream_url() -> None:
+    settings = Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_PUBLIC_URL": "https://calls.example.com/"})
+    assert settings.public_url == "https://calls.example.com"
+    assert settings.stream_url == "wss://calls.example.com/twilio/media"
+
+
+def test_every_bad_value_is_reported_at_once_with_its_name() -> None:
+    env = {
+        "LEADLINE_PORT": "99999",
+        "LEADLINE_PUBLIC_URL": "calls.example.com",
+        "LEADLINE_STT": "vosk",
+        "LEADLINE_END_OF_TURN_SILENCE_MS": "-5",
+        "LEADLINE_LOG_LEVEL": "LOUD",
+    }
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    message = str(error.value)
+    for name in ("TWILIO_AUTH_TOKEN", "LEADLINE_PORT", "LEADLINE_PUBLIC_URL", "LEADLINE_STT",
+                 "LEADLINE_END_OF_TURN_SILENCE_MS", "LEADLINE_LOG_LEVEL"):
+        assert name in message
+    assert len(error.value.problems) == 6
+
+
+def test_env_values_reach_the_option_groups() -> None:
+    settings = Settings.from_env(
+        {
+            "TWILIO_AUTH_TOKEN": "x",
+            "LEADLINE_END_OF_TURN_SILENCE_MS": "700",
+            "LEADLINE_SILENCE_PROMPT_S": "5",
+            "LEADLINE_OUTPUT_LEAD_MS": "60",
+            "LEADLINE_STT": "scripted",
+            "LEADLINE_BUSINESS_NAME": "Hill Country Homes",
+        }
+    )
+    assert settings.turn.end_of_turn_silence_ms == 700
+    assert settings.silence.prompt_after_s == 5.0
+    assert settings.output.lead_ms == 60
+    assert settings.engines.stt == "scripted"
+    assert settings.persona.business_name == "Hill Country Homes"
+
+
+def test_out_of_range_group_value_is_reported() -> None:
+    with pytest.raises(ConfigError, match="lead_ms"):
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_OUTPUT_LEAD_MS": "5"})
