@@ -131,7 +131,8 @@ class CallSession:
         self._ended = asyncio.Event()
         self.end_reason = ""
         self.started_at = clock.now()
-        self._reply: _Reply | None = None
+        self._reply: _Reply | None = None  # the bot turn being produced
+        self._playing: _Reply | None = None  # the last bot turn that queued audio
         self._turn = 0
         self._unanswered: list[asyncio.Task[Transcript]] = []
         self._probes: dict[str, _LatencyProbe] = {}
@@ -257,7 +258,7 @@ class CallSession:
         self._start_reply(self._turn, self._answer(self._turn, signal))
 
     async def _barge_in(self, signal: SpeechSustained) -> None:
-        reply = self._reply
+        reply = self._playing
         now = self._clock.now()
         self._cancel_reply()
         self._by_mark.clear()  # Twilio echoes the flushed marks, but they were not heard
@@ -391,6 +392,7 @@ class CallSession:
         mark = f"t{reply.turn}.{len(reply.sentences)}"
         sentence = _Sentence(mark, text, duration_ms(len(ulaw)))
         reply.sentences.append(sentence)
+        self._playing = reply
         self._by_mark[mark] = (reply, sentence)
         self.outbound.enqueue_audio(mark, ulaw)
         self.outbound.enqueue_mark(mark)
