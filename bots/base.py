@@ -71,3 +71,7 @@ class BotFactory(ABC):
     @abstractmethod
     def create(self, context: CallContext) -> Bot:
         """A new bot for this call."""
+
+    @abstractmethod
+    def fixed_phrases(self) -> list[str]:
+        """Phrases every call starts with (greetings), worth rendering to audio ahead of time."""

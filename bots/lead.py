@@ -12,7 +12,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bots.base import Bot, BotAction, BotFactory, CallContext, EndCall, Say
-from bots.understanding import find_budget, find_intent, find_place, find_property, find_timeline, spoken_amount
+from bots.understanding import (
+    find_budget,
+    find_intent,
+    find_place,
+    find_property,
+    find_timeline,
+    spoken_amount,
+)
 
 _QUESTIONS = {
     "looking_for": "What kind of property are you looking for, and where?",
@@ -87,9 +94,7 @@ class LeadBot(Bot):
         self._reasked = False
         yield Say((acknowledgement or "Okay, thanks.") + " ")
         if self.done:
-            yield Say(
-                "Thank you! One of our agents will call you back shortly with homes that match. Goodbye!"
-            )
+            yield Say("Thank you! One of our agents will call you back shortly with homes that match. Goodbye!")
             yield EndCall("qualification complete")
         else:
             yield Say(_QUESTIONS[_ORDER[self._stage]])
@@ -124,3 +129,6 @@ class LeadBotFactory(BotFactory):
 
     def create(self, context: CallContext) -> LeadBot:
         return LeadBot(self.business_name, self.bot_name)
+
+    def fixed_phrases(self) -> list[str]:
+        return [LeadBot(self.business_name, self.bot_name).greeting()]

@@ -16,7 +16,14 @@ _UNITS = {
 _TENS = {
     "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
 }  # fmt: skip
-_SCALES = {"hundred": 100, "thousand": 1_000, "k": 1_000, "grand": 1_000, "million": 1_000_000, "mil": 1_000_000}
+_SCALES = {
+    "hundred": 100,
+    "thousand": 1_000,
+    "k": 1_000,
+    "grand": 1_000,
+    "million": 1_000_000,
+    "mil": 1_000_000,
+}
 _NUMBER_WORD = "|".join(sorted([*_UNITS, *_TENS, *_SCALES, "and", "half"], key=len, reverse=True))
 _WORDS_RUN = re.compile(rf"\b(?:(?:{_NUMBER_WORD})\b[\s-]*)+", re.IGNORECASE)
 _DIGITS = re.compile(r"\$?\s*(\d[\d,]*(?:\.\d+)?)\s*(k|thousand|grand|m|mil|million)?\b", re.IGNORECASE)
@@ -130,7 +137,10 @@ def find_place(text: str) -> str | None:
 
 _NUMBER_OR_WORD = r"(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|few|couple of)"
 _TIMELINES = (
-    re.compile(rf"\b(?:in|within)\s+(?:the\s+)?(?:next\s+)?{_NUMBER_OR_WORD}\s+(?:days?|weeks?|months?|years?)\b", re.I),
+    re.compile(
+        rf"\b(?:in|within)\s+(?:the\s+)?(?:next\s+)?{_NUMBER_OR_WORD}\s+(?:days?|weeks?|months?|years?)\b",
+        re.I,
+    ),
     re.compile(r"\b(?:next|this)\s+(?:spring|summer|fall|autumn|winter|year|month|week)\b", re.I),
     re.compile(r"\b(?:as soon as possible|asap|right away|immediately|right now)\b", re.I),
     re.compile(rf"\b{_NUMBER_OR_WORD}\s+(?:days?|weeks?|months?|years?)\b", re.I),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -62,12 +65,63 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["port"] = args.port
     try:
-        settings = Settings.from_env(**overrides)
+        settings = Settings.from_env(None, **overrides)
     except ConfigError as e:
         print(f"leadline: {e}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
     run_async(serve(settings))
+    return 0
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    from runtime.console import live_printer
+    from runtime.engines import EngineOptions, load_engines
+    from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
+
+    token = args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN", "")
+    if not token:
+        print("leadline: pass --auth-token or set TWILIO_AUTH_TOKEN (the server's token)", file=sys.stderr)
+        return 2
+    logs.configure("WARNING")
+    engines = load_engines(EngineOptions(stt="whisper" if args.transcribe else "scripted", tts="piper"))
+    options = SimulatedCallOptions(
+        public_url=args.url.rstrip("/"),
+        auth_token=token,
+        account_sid="AC" + secrets.token_hex(16),
+        from_number=args.from_number,
+        to_number=args.to_number,
+        output_dir=Path(args.out),
+        transcribe_bot=args.transcribe,
+    )
+
+    async def call() -> int:
+        result = await run_simulated_call(options, tts=engines.tts, stt=engines.stt, on_event=live_printer(sys.stdout))
+        await engines.aclose()
+        print(f"recording {result.wav_path}\nreport    {result.report_path}")
+        return 0 if result.error is None else 1
+
+    return run_async(call())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from runtime.demo import run_demo
+
+    logs.configure("WARNING")
+    return run_async(run_demo(Path(args.out)))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from loadtests.bench import BenchOptions, format_result, run_bench
+
+    logs.configure("WARNING")
+    options = BenchOptions(
+        calls=args.calls, seconds=args.seconds, ramp_s=args.ramp_s, output_dir=Path(args.out), port=args.port
+    )
+    print(f"bench: {options.calls} calls for {options.seconds:.0f} s (scripted STT/TTS) ...", flush=True)
+    result = run_async(run_bench(options))
+    print(format_result(result))
+    print(f"details: {options.output_dir / 'bench.json'}")
     return 0
 
 
@@ -78,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=_cmd_serve)
+
+    p = commands.add_parser("call", help="place one simulated call (plays Twilio and the caller)")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="the server's LEADLINE_PUBLIC_URL")
+    p.add_argument("--auth-token", default="", help="the server's TWILIO_AUTH_TOKEN (default: from env)")
+    p.add_argument("--from", dest="from_number", default="+15125550123")
+    p.add_argument("--to", dest="to_number", default="+15125550100")
+    p.add_argument("--out", default="call-output", help="where the WAV and JSON report go")
+    p.add_argument("--no-transcribe", dest="transcribe", action="store_false", help="skip Whisper on bot audio")
+    p.set_defaults(func=_cmd_call)
+
+    p = commands.add_parser("demo", help="start the server and run a complete scripted call against it")
+    p.add_argument("--out", default="demo-output")
+    p.set_defaults(func=_cmd_demo)
+
+    p = commands.add_parser("bench", help="concurrent simulated calls against a real server on loopback")
+    p.add_argument("--calls", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--ramp-s", type=float, default=5.0)
+    p.add_argument("--port", type=int, default=18480)
+    p.add_argument("--out", default="bench-output")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

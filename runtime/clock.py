@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from typing import Protocol
 
 
@@ -12,8 +12,9 @@ class Clock(Protocol):
         ...
 
 
-class LoopClock:
-    """The running event loop's monotonic clock (what ``asyncio.sleep`` deadlines use)."""
+class MonotonicClock:
+    """``time.monotonic``: nanosecond resolution, unlike uvloop's ``loop.time()`` (whole
+    milliseconds), which would quantise every latency we measure."""
 
     def now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return time.monotonic()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from runtime.audio import FRAME_MS, split_frames
 from runtime.clock import Clock
+from runtime.histogram import MsHistogram
 from telephony.media_stream import clear_message, mark_message, media_message
 
 log = logging.getLogger(__name__)
@@ -73,20 +74,17 @@ class PacingSchedule:
 
 @dataclass
 class PacingStats:
-    """Sender health: late frames mean Twilio's buffer ran dry while we still had audio."""
+    """Sender health: jitter is how long after its due time a frame went out; late frames
+    mean Twilio's buffer ran dry while we still had audio."""
 
     frames_sent: int = 0
     late_frames: int = 0
-    jitter_ms: list[float] = field(default_factory=list)
-
-    #: keep the jitter samples of at most this many frames (about 13 minutes of audio)
-    MAX_SAMPLES = 40_000
+    jitter: MsHistogram = field(default_factory=MsHistogram)
 
     def record(self, jitter_s: float, late: bool) -> None:
         self.frames_sent += 1
         self.late_frames += late
-        if len(self.jitter_ms) < self.MAX_SAMPLES:
-            self.jitter_ms.append(jitter_s * 1000)
+        self.jitter.add(jitter_s * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,15 +14,6 @@ from runtime.outbound import PacingStats
 from telephony.call_state import CallLifecycle
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile; 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
 @dataclass
 class CallReport:
     """Everything known about one call: context, lifecycle, events, pacing."""
@@ -46,7 +37,7 @@ class CallReport:
     def to_dict(self) -> dict[str, Any]:
         turns = self.turn_latencies()
         totals = [t.total_ms for t in turns]
-        jitter = self.pacing.jitter_ms if self.pacing else []
+        pacing = self.pacing or PacingStats()
         return {
             "call_sid": self.context.call_sid,
             "tenant": self.context.tenant,
@@ -62,12 +53,13 @@ class CallReport:
                 "turn_latency_ms_p50": round(statistics.median(totals), 1) if totals else None,
                 "turn_latency_ms_max": round(max(totals), 1) if totals else None,
                 "interruptions": sum(isinstance(e, Interruption) for e in self.events),
-                "frames_sent": self.pacing.frames_sent if self.pacing else 0,
-                "late_frames": self.pacing.late_frames if self.pacing else 0,
-                "pacing_jitter_ms_p99": round(percentile(jitter, 99), 2),
+                "frames_sent": pacing.frames_sent,
+                "late_frames": pacing.late_frames,
+                "pacing_jitter_ms_p99": round(pacing.jitter.percentile(99), 2),
                 "protocol_errors": self.protocol_errors,
                 "dropped_inbound_frames": self.dropped_inbound_frames,
             },
+            "pacing_jitter_ms": pacing.jitter.to_dict(),
             "bot_state": self.bot_state,
             "events": [event_to_dict(e) for e in self.events],
         }

@@ -9,7 +9,22 @@ import re
 # Not after a lone initial or a common abbreviation, and never inside a number ("3.5", "$1.2M").
 _BOUNDARY = re.compile(r"""(?<=[.!?])["')\]]*\s+""")
 _ABBREVIATIONS = frozenset(
-    {"mr.", "mrs.", "ms.", "dr.", "st.", "ave.", "blvd.", "rd.", "apt.", "no.", "approx.", "vs.", "e.g.", "i.e."}
+    {
+        "mr.",
+        "mrs.",
+        "ms.",
+        "dr.",
+        "st.",
+        "ave.",
+        "blvd.",
+        "rd.",
+        "apt.",
+        "no.",
+        "approx.",
+        "vs.",
+        "e.g.",
+        "i.e.",
+    }
 )
 #: Below this length a "sentence" is joined to the next: TTS of a lone "Ok." sounds clipped
 #: and costs a round trip for very little audio.

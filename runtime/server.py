@@ -10,13 +10,15 @@ import logging
 import time
 import weakref
 from collections import Counter
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bots.base import BotFactory, CallContext
 from bots.lead import LeadBotFactory
-from runtime.clock import LoopClock
+from runtime.clock import MonotonicClock
 from runtime.config import Settings
 from runtime.engines import Engines, load_engines
 from runtime.events import FanoutSink
@@ -61,8 +63,9 @@ class ServerState:
     def __post_init__(self) -> None:
         self.validator = WebhookValidator(self.settings.twilio_auth_token)
 
-    def spawn(self, coro: object) -> None:
-        task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run a background job the server owns (kept referenced until it finishes)."""
+        task = asyncio.create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
@@ -87,21 +90,35 @@ def create_app(settings: Settings, engines: Engines | None = None) -> web.Applic
     return app
 
 
-async def _engines_ctx(app: web.Application) -> object:
+async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     owned = state.engines is None
     if owned:
         state.spawn(_load_engines(state))
+    else:
+        state.spawn(_render_fixed_phrases(state))
     yield
     if owned and state.engines is not None:
         await state.engines.aclose()
 
 
 async def _load_engines(state: ServerState) -> None:
+    """Load the models off the event loop; the server is ready once fixed phrases are rendered."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    state.engines = await loop.run_in_executor(None, load_engines, state.settings.engines)
-    log.info("engines loaded", extra={"seconds": round(time.monotonic() - started, 2)})
+    engines = await loop.run_in_executor(None, load_engines, state.settings.engines)
+    await _render_fixed_phrases(state, engines)
+    state.engines = engines
+    log.info("ready for calls", extra={"seconds": round(time.monotonic() - started, 2)})
+
+
+async def _render_fixed_phrases(state: ServerState, engines: Engines | None = None) -> None:
+    """Greetings and silence prompts go into the TTS cache so no call waits for them."""
+    engines = engines or state.engines
+    assert engines is not None
+    silence = state.settings.silence
+    for phrase in [*state.bots.fixed_phrases(), silence.prompt_text, silence.goodbye_text]:
+        await engines.tts.render(phrase)
 
 
 async def _close_calls(app: web.Application) -> None:
@@ -134,7 +151,7 @@ async def list_calls(request: web.Request) -> web.Response:
     if not _authorised(request):
         raise web.HTTPUnauthorized(text="bearer token required")
     try:
-        limit = min(200, max(1, int(request.query.get("limit", "50"))))
+        limit = min(1000, max(1, int(request.query.get("limit", "50"))))
     except ValueError:
         raise web.HTTPBadRequest(text="limit must be an integer") from None
     reports = request.app[STATE].reports.recent(limit)
@@ -195,9 +212,7 @@ async def voice_webhook(request: web.Request) -> web.Response:
         "direction": context.direction,
         "tenant": context.tenant,
         "bot": context.bot,
-        "token": issue_stream_token(
-            settings.stream_secret, call_sid, now=time.time(), ttl_s=STREAM_TOKEN_TTL_S
-        ),
+        "token": issue_stream_token(settings.stream_secret, call_sid, now=time.time(), ttl_s=STREAM_TOKEN_TTL_S),
     }
     log.info("call answered", extra={"call_sid": call_sid, "direction": context.direction})
     twiml = connect_stream_twiml(settings.stream_url, parameters, stream_name=f"leadline-{call_sid}")
@@ -212,7 +227,10 @@ def _apply_status(report: CallReport, form: dict[str, str]) -> bool:
     try:
         return report.lifecycle.apply(status, sequence_number=int(sequence) if sequence else None)
     except IllegalTransition as e:
-        log.warning("illegal call status transition ignored", extra={"call_sid": report.context.call_sid, "error": str(e)})
+        log.warning(
+            "illegal call status transition ignored",
+            extra={"call_sid": report.context.call_sid, "error": str(e)},
+        )
         return False
 
 
@@ -321,9 +339,7 @@ class _MediaConnection:
         state = self.state
         params = start.custom_parameters
         try:
-            verify_stream_token(
-                state.settings.stream_secret, start.call_sid, params.get("token", ""), now=time.time()
-            )
+            verify_stream_token(state.settings.stream_secret, start.call_sid, params.get("token", ""), now=time.time())
         except StreamTokenError as e:
             state.protocol_errors["bad_stream_token"] += 1
             log.warning("stream start refused", extra={"call_sid": start.call_sid, "reason": e.reason})
@@ -353,9 +369,8 @@ class _MediaConnection:
             engines=state.engines,
             settings=state.settings,
             send=self.ws.send_str,
-            close=self.ws.close,
             sink=FanoutSink([state.reports]),
-            clock=LoopClock(),
+            clock=MonotonicClock(),
         )
         state.live[start.call_sid] = self.session
         self.task = asyncio.create_task(self._run_session(self.session), name=f"call-{start.call_sid}")

@@ -9,13 +9,12 @@ itself when the bot hangs up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bots.base import Bot, BotAction, CallContext, EndCall, Say
+from bots.base import Bot, BotAction, CallContext, EndCall
 from runtime.audio import duration_ms, ulaw_to_pcm
 from runtime.clock import Clock
 from runtime.config import Settings
@@ -83,15 +82,14 @@ class _LatencyProbe:
     tts_engine_ms: float = 0.0
 
     def finish(self, first_frame_at: float, started_at: float) -> TurnLatency:
-        rel = lambda t: t - started_at  # noqa: E731
         return TurnLatency(
             turn=self.turn,
-            speech_end_at=rel(self.speech_end_at),
-            turn_end_at=rel(self.turn_end_at),
-            stt_done_at=rel(self.stt_done_at),
-            first_text_at=rel(self.first_text_at),
-            first_audio_at=rel(self.first_audio_at),
-            first_frame_at=rel(first_frame_at),
+            speech_end_at=self.speech_end_at - started_at,
+            turn_end_at=self.turn_end_at - started_at,
+            stt_done_at=self.stt_done_at - started_at,
+            first_text_at=self.first_text_at - started_at,
+            first_audio_at=self.first_audio_at - started_at,
+            first_frame_at=first_frame_at - started_at,
             stt_engine_ms=self.stt_engine_ms,
             bot_ms=(self.first_text_at - self.stt_done_at) * 1000,
             tts_engine_ms=self.tts_engine_ms,
@@ -110,7 +108,6 @@ class CallSession:
         engines: Engines,
         settings: Settings,
         send: Send,
-        close: Callable[[], Awaitable[None]],
         sink: EventSink,
         clock: Clock,
     ) -> None:
@@ -118,7 +115,6 @@ class CallSession:
         self.bot = bot
         self._engines = engines
         self._settings = settings
-        self._close_socket = close
         self._sink = sink
         self._clock = clock
         self._vad = engines.vad.open_stream()
@@ -354,13 +350,11 @@ class CallSession:
         await self._speak(reply, self.bot.respond(text), probe)
 
     async def _say(self, text: str, *, hang_up: str | None = None) -> None:
-        async def fixed() -> AsyncIterator[BotAction]:
-            yield Say(text)
-            if hang_up is not None:
-                yield EndCall(hang_up)
-
+        """A fixed phrase (silence prompt, goodbye), from the TTS cache."""
         assert self._reply is not None
-        await self._speak(self._reply, fixed(), None)
+        self._queue_sentence(self._reply, text, await self._engines.tts.render(text))
+        if hang_up is not None:
+            self._hang_up_after_playout(hang_up, self._reply)
 
     async def _speak(self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None) -> None:
         splitter = SentenceSplitter()
@@ -441,9 +435,3 @@ class CallSession:
                 self._turn += 1
                 self._last_activity = float("inf")
                 self._start_reply(self._turn, self._say(silence.goodbye_text, hang_up="silence"))
-
-
-async def close_quietly(close: Callable[[], Awaitable[None]]) -> None:
-    """Close a socket that may already be gone."""
-    with contextlib.suppress(Exception):
-        await close()

@@ -180,9 +180,7 @@ def speech_like_ulaw(samples: int) -> bytes:
         stop = min(start + _SYLLABLE_SAMPLES, samples)
         weights = _VOWEL_WEIGHTS[syllable % len(_VOWEL_WEIGHTS)]
         signal[start:stop] = np.sin(np.outer(phase[start:stop], _HARMONICS)) @ weights
-    envelope = np.minimum(
-        1.0, 2 * np.sin(np.pi * (np.arange(samples) % _SYLLABLE_SAMPLES) / _SYLLABLE_SAMPLES) ** 2
-    )
+    envelope = np.minimum(1.0, 2 * np.sin(np.pi * (np.arange(samples) % _SYLLABLE_SAMPLES) / _SYLLABLE_SAMPLES) ** 2)
     signal *= envelope
     rms = float(np.sqrt(np.mean(signal**2))) if samples else 0.0
     if rms > 0:

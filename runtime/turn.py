@@ -76,7 +76,8 @@ class TurnDetector:
     def feed(self, probability: float, at: float) -> TurnSignal | None:
         """One VAD window that finished arriving at ``at``; returns what it changed, if anything."""
         if self._state is _State.QUIET:
-            return self._quiet(probability, at)
+            self._quiet(probability, at)
+            return None
         if self._state is _State.ONSET:
             return self._onset(probability, at)
         return self._speaking(probability, at)
@@ -87,8 +88,6 @@ class TurnDetector:
             self._onset_at = at - self.window_s
             self._onset_windows = 1
             self._last_voiced_at = at
-            return None
-        return None
 
     def _onset(self, probability: float, at: float) -> SpeechStarted | None:
         if probability < self.options.speech_threshold:

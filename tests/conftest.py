@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from runtime.config import SilenceOptions, Settings
+from runtime.config import Settings, SilenceOptions
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.server import STATE, ServerState, create_app
 

@@ -93,9 +93,7 @@ async def test_barge_in_clears_the_bot_promptly_and_records_what_was_heard(
     assert clears, "no clear after the caller talked over the bot"
     assert clears[0] - barge_in_at < 1.0
     index = next(i for i, e in enumerate(driver.received) if isinstance(e, ms.OutClear))
-    greeting_frames_after_clear = [
-        e for e in driver.received[index + 1 :] if isinstance(e, ms.OutMedia)
-    ]
+    greeting_frames_after_clear = [e for e in driver.received[index + 1 :] if isinstance(e, ms.OutMedia)]
     await driver.stop()
     await driver.close()
     report = server.state.reports.get(driver.call_sid)

@@ -29,8 +29,14 @@ def test_every_bad_value_is_reported_at_once_with_its_name() -> None:
     with pytest.raises(ConfigError) as error:
         Settings.from_env(env)
     message = str(error.value)
-    for name in ("TWILIO_AUTH_TOKEN", "LEADLINE_PORT", "LEADLINE_PUBLIC_URL", "LEADLINE_STT",
-                 "LEADLINE_END_OF_TURN_SILENCE_MS", "LEADLINE_LOG_LEVEL"):
+    for name in (
+        "TWILIO_AUTH_TOKEN",
+        "LEADLINE_PORT",
+        "LEADLINE_PUBLIC_URL",
+        "LEADLINE_STT",
+        "LEADLINE_END_OF_TURN_SILENCE_MS",
+        "LEADLINE_LOG_LEVEL",
+    ):
         assert name in message
     assert len(error.value.problems) == 6
 

@@ -43,7 +43,12 @@ def test_parses_documented_media_with_string_numbers() -> None:
         {
             "event": "media",
             "sequenceNumber": "3",
-            "media": {"track": "inbound", "chunk": "1", "timestamp": "5", "payload": base64.b64encode(audio).decode()},
+            "media": {
+                "track": "inbound",
+                "chunk": "1",
+                "timestamp": "5",
+                "payload": base64.b64encode(audio).decode(),
+            },
             "streamSid": STREAM,
         }
     )
@@ -59,7 +64,10 @@ def test_parses_documented_media_with_string_numbers() -> None:
             '{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"1"}}',
             ms.Dtmf("MZ1", "1", "inbound_track", 5),
         ),
-        ('{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"utt-42"}}', ms.Mark("MZ1", "utt-42", 4)),
+        (
+            '{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"utt-42"}}',
+            ms.Mark("MZ1", "utt-42", 4),
+        ),
         (
             '{"event":"stop","sequenceNumber":"5","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}',
             ms.Stop("MZ1", "CA1", "AC1", 5),
@@ -80,7 +88,10 @@ def test_parses_other_documented_events(text: str, expected: ms.InboundEvent) ->
         ('{"event":"media","streamSid":"MZ1"}', "missing_field"),
         ('{"event":"media","media":{"payload":"!!!not base64"}}', "bad_base64"),
         ('{"event":"media","media":{"payload":""}}', "bad_frame_size"),
-        ('{"event":"media","media":{"payload":"' + base64.b64encode(b"x" * 1601).decode() + '"}}', "bad_frame_size"),
+        (
+            '{"event":"media","media":{"payload":"' + base64.b64encode(b"x" * 1601).decode() + '"}}',
+            "bad_frame_size",
+        ),
         ('{"event":"media","sequenceNumber":"x","media":{"payload":"AA=="}}', "missing_field"),
         ('{"event":"start","start":{"streamSid":"MZ1"}}', "missing_field"),
         ('{"event":"mark","mark":{}}', "missing_field"),
@@ -95,8 +106,16 @@ def test_malformed_messages_raise_a_typed_error(text: str | bytes, kind: str) ->
 
 def test_outbound_messages_are_valid_json_with_stream_sid() -> None:
     media = json.loads(ms.media_message(STREAM, b"\x00\xff" * 80))
-    assert media == {"event": "media", "streamSid": STREAM, "media": {"payload": base64.b64encode(b"\x00\xff" * 80).decode()}}
-    assert json.loads(ms.mark_message(STREAM, 't1."0"')) == {"event": "mark", "streamSid": STREAM, "mark": {"name": 't1."0"'}}
+    assert media == {
+        "event": "media",
+        "streamSid": STREAM,
+        "media": {"payload": base64.b64encode(b"\x00\xff" * 80).decode()},
+    }
+    assert json.loads(ms.mark_message(STREAM, 't1."0"')) == {
+        "event": "mark",
+        "streamSid": STREAM,
+        "mark": {"name": 't1."0"'},
+    }
     assert json.loads(ms.clear_message(STREAM)) == {"event": "clear", "streamSid": STREAM}
 
 

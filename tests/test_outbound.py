@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from runtime.clock import LoopClock
+from runtime.clock import MonotonicClock
 from runtime.outbound import FRAME_S, OutboundAudio, PacingSchedule
 
 
@@ -60,7 +60,7 @@ async def test_sender_writes_frames_then_mark_and_clear_drops_the_rest() -> None
     async def send(text: str) -> None:
         sent.append(json.loads(text))
 
-    out = OutboundAudio(send, "MZ1", LoopClock(), lead_ms=40)
+    out = OutboundAudio(send, "MZ1", MonotonicClock(), lead_ms=40)
     first_frames: list[str] = []
     out.on_first_frame = lambda utterance, at: first_frames.append(utterance)
     task = asyncio.create_task(out.run())

@@ -15,8 +15,8 @@ from tests.conftest import API_TOKEN, AUTH_TOKEN, StartServer
 from tests.twilio_driver import StreamDriver, new_call_sid, post_signed, voice_params
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: object, limit_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not predicate():  # type: ignore[operator]
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
@@ -202,7 +202,12 @@ async def test_status_callbacks_drive_the_lifecycle_idempotently(
     assert await status("completed", 2) == 204
     assert await status("ringing", 0) == 204  # late, out of order
     assert report.lifecycle.status is CallStatus.COMPLETED
-    assert [s for s, _ in report.lifecycle.history] == [CallStatus.QUEUED, CallStatus.RINGING, CallStatus.IN_PROGRESS, CallStatus.COMPLETED]
+    assert [s for s, _ in report.lifecycle.history] == [
+        CallStatus.QUEUED,
+        CallStatus.RINGING,
+        CallStatus.IN_PROGRESS,
+        CallStatus.COMPLETED,
+    ]
     assert await status("teleported", 3) == 400
     unsigned = await http.post(server.base_url + "/twilio/status", data={"CallSid": call_sid, "CallStatus": "failed"})
     assert unsigned.status == 403

@@ -47,7 +47,7 @@ def test_pause_shorter_than_end_of_turn_keeps_the_turn_open() -> None:
 def test_hysteresis_keeps_quiet_tail_of_a_word_in_the_turn() -> None:
     # 0.4 is below the start threshold but above the silence threshold.
     signals = run([0.9] * 5 + [0.4] * 20 + [0.0] * 20)
-    ended = [s for _, s in signals if isinstance(s, TurnEnded)][0]
+    ended = next(s for _, s in signals if isinstance(s, TurnEnded))
     assert abs(ended.speech_end_at - 25 * W) < 1e-9
 
 

@@ -121,7 +121,9 @@ class StreamDriver:
     async def stop(self) -> None:
         self.sequence += 1
         await self.ws.send_str(
-            ms.stop_message(stream_sid=self.stream_sid, sequence=self.sequence, call_sid=self.call_sid, account_sid="AC1")
+            ms.stop_message(
+                stream_sid=self.stream_sid, sequence=self.sequence, call_sid=self.call_sid, account_sid="AC1"
+            )
         )
 
     async def close(self) -> None:

@@ -1,0 +1,237 @@
+"""``leadline bench``: N concurrent simulated calls against a real server on loopback.
+
+Three processes: the server (``leadline serve`` with scripted STT/TTS, so the figures are the
+runtime's own and not the models'), the load generator (``loadtests.loadgen``), and this one,
+which samples the server's CPU and memory and then reads every call's report over the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from runtime.histogram import MsHistogram, percentile
+
+#: Samples taken during the ramp and the last seconds are left out of the steady-state figures.
+SAMPLE_PERIOD_S = 1.0
+
+
+@dataclass
+class ResourceSamples:
+    cpu_percent: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    active_calls: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    calls: int = 50
+    seconds: float = 60.0
+    ramp_s: float = 5.0
+    output_dir: Path = Path("bench-output")
+    port: int = 18480
+    stt: str = "scripted"
+    tts: str = "scripted"
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(percentile(list(values), 50), 2),
+        "p95": round(percentile(list(values), 95), 2),
+        "p99": round(percentile(list(values), 99), 2),
+        "max": round(max(values), 2),
+    }
+
+
+async def _wait_healthy(http: aiohttp.ClientSession, url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(url + "/health") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.25)
+    raise RuntimeError("server did not become healthy")
+
+
+async def _sample(process: psutil.Process, http: aiohttp.ClientSession, url: str, samples: ResourceSamples) -> None:
+    process.cpu_percent(None)
+    while True:
+        await asyncio.sleep(SAMPLE_PERIOD_S)
+        samples.cpu_percent.append(process.cpu_percent(None))
+        samples.rss_mb.append(process.memory_info().rss / 2**20)
+        async with http.get(url + "/health") as response:
+            samples.active_calls.append(int((await response.json())["active_calls"]))
+
+
+async def _reports(http: aiohttp.ClientSession, url: str, api_token: str) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {api_token}"}
+    async with http.get(url + "/api/calls?limit=1000", headers=headers) as response:
+        calls = (await response.json())["calls"]
+    reports = []
+    for call in calls:
+        async with http.get(f"{url}/api/calls/{call['call_sid']}", headers=headers) as response:
+            reports.append(await response.json())
+    return reports
+
+
+def aggregate(
+    reports: list[dict[str, Any]],
+    load: dict[str, Any],
+    samples: ResourceSamples,
+    idle_rss_mb: float,
+    options: BenchOptions,
+) -> dict[str, Any]:
+    """Turn raw reports and samples into the benchmark's figures."""
+    turns = [e for r in reports for e in r["events"] if e["kind"] == "turn_latency"]
+    interruptions = [e for r in reports for e in r["events"] if e["kind"] == "interruption"]
+    jitter = MsHistogram()
+    for report in reports:
+        jitter.merge(MsHistogram.from_dict(report["pacing_jitter_ms"]))
+    calls = load["calls"]
+    # Steady state: after the ramp, before the last 5 s.
+    first = int(options.ramp_s / SAMPLE_PERIOD_S) + 1
+    steady = slice(first, max(first + 1, len(samples.cpu_percent) - 5))
+    cpu = samples.cpu_percent[steady] or samples.cpu_percent
+    rss = samples.rss_mb[steady] or samples.rss_mb
+    active = samples.active_calls[steady] or samples.active_calls
+    mean_active = statistics.mean(active) if active else 0.0
+    return {
+        "options": {k: str(v) for k, v in vars(options).items()},
+        "calls_completed": len(calls),
+        "call_end_reasons": _count(c["end_reason"] for c in calls),
+        "load_errors": load["errors"][:10],
+        "turns": len(turns),
+        "runtime_overhead_ms": _summary([t["runtime_overhead_ms"] for t in turns]),
+        "turn_latency_server_ms": _summary([t["total_ms"] for t in turns]),
+        "endpointing_ms": _summary([t["endpointing_ms"] for t in turns]),
+        "turn_latency_caller_ms": _summary([v for c in calls for v in c["turn_latency_ms"]]),
+        "pacing": {
+            "frames": jitter.total,
+            "jitter_ms_p50": jitter.percentile(50),
+            "jitter_ms_p99": jitter.percentile(99),
+            "jitter_ms_max": round(jitter.max_ms, 2),
+            "late_frames": sum(r["summary"]["late_frames"] for r in reports),
+            "caller_underruns": sum(c["underruns"] for c in calls),
+        },
+        "barge_in": {
+            "interruptions": len(interruptions),
+            "server_reaction_ms": _summary([i["reaction_ms"] for i in interruptions]),
+            "caller_clear_after_ms": _summary([v for c in calls for v in c["barge_in_clear_ms"] if v is not None]),
+            "missed_clears": sum(v is None for c in calls for v in c["barge_in_clear_ms"]),
+        },
+        "server": {
+            "cpu_percent_of_one_core_mean": round(statistics.mean(cpu), 1) if cpu else 0.0,
+            "cpu_percent_of_one_core_max": round(max(cpu), 1) if cpu else 0.0,
+            "active_calls_mean": round(mean_active, 1),
+            "rss_mb_idle": round(idle_rss_mb, 1),
+            "rss_mb_under_load": round(statistics.mean(rss), 1) if rss else 0.0,
+            "rss_mb_per_call": round((statistics.mean(rss) - idle_rss_mb) / mean_active, 2)
+            if rss and mean_active
+            else 0.0,
+            "protocol_errors": sum(r["summary"]["protocol_errors"] for r in reports),
+            "dropped_inbound_frames": sum(r["summary"]["dropped_inbound_frames"] for r in reports),
+        },
+        "load_generator_max_tick_lag_ms": max((c["max_tick_lag_ms"] for c in calls), default=0.0),
+    }
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+async def run_bench(options: BenchOptions) -> dict[str, Any]:
+    out = options.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    token, api_token = secrets.token_hex(16), secrets.token_hex(16)
+    url = f"http://127.0.0.1:{options.port}"
+    env = dict(
+        os.environ,
+        TWILIO_AUTH_TOKEN=token,
+        LEADLINE_API_TOKEN=api_token,
+        LEADLINE_PUBLIC_URL=url,
+        LEADLINE_PORT=str(options.port),
+        LEADLINE_STT=options.stt,
+        LEADLINE_TTS=options.tts,
+        LEADLINE_MAX_CALLS=str(options.calls + 10),
+        LEADLINE_LOG_LEVEL="WARNING",
+    )
+    with open(out / "server.log", "wb") as server_log:
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "runtime.cli", "serve", env=env, stdout=server_log, stderr=server_log
+        )
+        try:
+            return await _drive(options, server.pid, url, token, api_token)
+        finally:
+            server.terminate()
+            await server.wait()
+
+
+async def _drive(options: BenchOptions, pid: int, url: str, token: str, api_token: str) -> dict[str, Any]:
+    out = options.output_dir
+    process = psutil.Process(pid)
+    samples = ResourceSamples()
+    async with aiohttp.ClientSession() as http:
+        await _wait_healthy(http, url)
+        await asyncio.sleep(1.0)
+        idle_rss_mb = process.memory_info().rss / 2**20
+        sampler = asyncio.create_task(_sample(process, http, url, samples))
+        load_path = out / "load.json"
+        loadgen = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtests.loadgen", "--url", url, "--token", token,
+            "--calls", str(options.calls), "--seconds", str(options.seconds),
+            "--ramp-s", str(options.ramp_s), "--out", str(load_path),
+        )  # fmt: skip
+        await loadgen.wait()
+        sampler.cancel()
+        if loadgen.returncode != 0:
+            raise RuntimeError(f"load generator failed with exit code {loadgen.returncode}")
+        reports = await _reports(http, url, api_token)
+    load = json.loads(load_path.read_text(encoding="utf-8"))
+    result = aggregate(reports, load, samples, idle_rss_mb, options)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The figures as a short human-readable table."""
+    o, p, b, s = result["runtime_overhead_ms"], result["pacing"], result["barge_in"], result["server"]
+    lines = [
+        f"calls completed            {result['calls_completed']}  {result['call_end_reasons']}",
+        f"turns measured             {result['turns']}",
+        f"runtime overhead ms        p50 {o.get('p50')}  p95 {o.get('p95')}  p99 {o.get('p99')}  max {o.get('max')}",
+        f"turn latency (server) ms   {result['turn_latency_server_ms']}",
+        f"turn latency (caller) ms   {result['turn_latency_caller_ms']}",
+        f"pacing jitter ms           p50 {p['jitter_ms_p50']}  p99 {p['jitter_ms_p99']}  max {p['jitter_ms_max']}"
+        f"  over {p['frames']} frames",
+        f"late frames                {p['late_frames']}  (caller-side underruns {p['caller_underruns']})",
+        f"barge-in reaction ms       server {b['server_reaction_ms']}",
+        f"                           caller {b['caller_clear_after_ms']}  missed clears {b['missed_clears']}",
+        f"server CPU % of one core   mean {s['cpu_percent_of_one_core_mean']}  max {s['cpu_percent_of_one_core_max']}"
+        f"  at {s['active_calls_mean']} active calls",
+        f"server RSS MB              idle {s['rss_mb_idle']}  loaded {s['rss_mb_under_load']}"
+        f"  per call {s['rss_mb_per_call']}",
+        f"protocol errors            {s['protocol_errors']}  dropped inbound frames {s['dropped_inbound_frames']}",
+        f"load generator tick lag    max {result['load_generator_max_tick_lag_ms']} ms",
+    ]
+    return "\n".join(lines)
