@@ -38,8 +38,7 @@ _TERMINAL = frozenset(
 # Forward moves. busy/no-answer/canceled describe a call never answered, so once in-progress the
 # call can only complete or fail.
 _TRANSITIONS: dict[CallStatus, frozenset[CallStatus]] = {
-    CallStatus.QUEUED: frozenset({CallStatus.INITIATED, CallStatus.RINGING, CallStatus.IN_PROGRESS})
-    | _TERMINAL,
+    CallStatus.QUEUED: frozenset({CallStatus.INITIATED, CallStatus.RINGING, CallStatus.IN_PROGRESS}) | _TERMINAL,
     CallStatus.INITIATED: frozenset({CallStatus.RINGING, CallStatus.IN_PROGRESS}) | _TERMINAL,
     CallStatus.RINGING: frozenset({CallStatus.IN_PROGRESS}) | _TERMINAL,
     CallStatus.IN_PROGRESS: frozenset({CallStatus.COMPLETED, CallStatus.FAILED}),

@@ -20,9 +20,7 @@ from typing import Any, Literal
 #: 200 ms in one message is not something Twilio produces and would distort turn timing.
 MAX_MEDIA_PAYLOAD_BYTES = 1600
 
-ErrorKind = Literal[
-    "bad_json", "not_an_object", "unknown_event", "missing_field", "bad_base64", "bad_frame_size"
-]
+ErrorKind = Literal["bad_json", "not_an_object", "unknown_event", "missing_field", "bad_base64", "bad_frame_size"]
 
 
 class MediaStreamProtocolError(ValueError):
@@ -191,9 +189,7 @@ def parse_inbound(text: str | bytes) -> InboundEvent:
     if event == "stop":
         raw_stop = m.get("stop")
         stop: Mapping[str, Any] = raw_stop if isinstance(raw_stop, dict) else {}
-        return Stop(
-            str(m.get("streamSid", "")), str(stop.get("callSid", "")), str(stop.get("accountSid", "")), seq
-        )
+        return Stop(str(m.get("streamSid", "")), str(stop.get("callSid", "")), str(stop.get("accountSid", "")), seq)
     raise MediaStreamProtocolError("unknown_event", repr(event)[:40])
 
 
@@ -263,9 +259,7 @@ def connected_message() -> str:
     return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
 
-def start_message(
-    *, stream_sid: str, call_sid: str, account_sid: str, custom_parameters: Mapping[str, str]
-) -> str:
+def start_message(*, stream_sid: str, call_sid: str, account_sid: str, custom_parameters: Mapping[str, str]) -> str:
     return json.dumps(
         {
             "event": "start",

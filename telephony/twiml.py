@@ -31,9 +31,7 @@ def _check_stream_url(url: str) -> None:
         raise ValueError(f"stream URL must not carry a query string or fragment, got {url!r}")
 
 
-def connect_stream_twiml(
-    stream_url: str, parameters: Mapping[str, str], *, stream_name: str | None = None
-) -> str:
+def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str], *, stream_name: str | None = None) -> str:
     """``<Response><Connect><Stream url><Parameter/>...</Stream></Connect></Response>``.
 
     ``parameters`` arrive in the Media Stream's ``start.customParameters``.

@@ -115,9 +115,7 @@ def test_other_host_rejected() -> None:
 
 def test_repeated_keys_signed_sorted_and_deduplicated() -> None:
     form = MultiDict([("To", "+1"), ("StatusCallbackEvent", "ringing"), ("StatusCallbackEvent", "answered")])
-    reordered = MultiDict(
-        [("StatusCallbackEvent", "answered"), ("To", "+1"), ("StatusCallbackEvent", "ringing")]
-    )
+    reordered = MultiDict([("StatusCallbackEvent", "answered"), ("To", "+1"), ("StatusCallbackEvent", "ringing")])
     duplicated = MultiDict([*reordered.items(), ("StatusCallbackEvent", "answered")])
     signature = compute_signature(TOKEN, URL, form)
     # Sorted names, then each name's values sorted: answered before ringing.
@@ -158,9 +156,7 @@ def test_public_url_for(base: str, path: str, expected: str) -> None:
     assert public_url_for(base, path) == expected
 
 
-@pytest.mark.parametrize(
-    "base", ["ftp://app.example.com", "app.example.com", "https://", "https://a.example/?x=1"]
-)
+@pytest.mark.parametrize("base", ["ftp://app.example.com", "app.example.com", "https://", "https://a.example/?x=1"])
 def test_public_url_for_rejects_bad_base(base: str) -> None:
     with pytest.raises(ValueError):
         public_url_for(base, "/twilio/voice")

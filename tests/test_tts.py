@@ -67,9 +67,7 @@ def dbfs(ulaw: bytes) -> float:
 
 
 @pytest.mark.engines
-async def test_each_sentence_is_yielded_before_the_next_is_synthesised(
-    piper: PiperTts, spy: SynthesisSpy
-) -> None:
+async def test_each_sentence_is_yielded_before_the_next_is_synthesised(piper: PiperTts, spy: SynthesisSpy) -> None:
     sentences_made_at_each_chunk: list[int] = []
     chunks: list[SpeechChunk] = []
     async for chunk in piper.synthesize(THREE_SENTENCES):
@@ -115,9 +113,7 @@ async def test_concurrent_renders_of_one_text_share_one_synthesis(piper: PiperTt
 
 
 @pytest.mark.engines
-async def test_a_cancelled_waiter_does_not_cancel_the_shared_render(
-    piper: PiperTts, spy: SynthesisSpy
-) -> None:
+async def test_a_cancelled_waiter_does_not_cancel_the_shared_render(piper: PiperTts, spy: SynthesisSpy) -> None:
     impatient = asyncio.create_task(piper.render("Is now a good time to talk?"))
     patient = asyncio.create_task(piper.render("Is now a good time to talk?"))
     await asyncio.sleep(0)
@@ -160,9 +156,7 @@ def test_split_sentences() -> None:
 async def test_scripted_yields_one_chunk_per_sentence_of_proportional_length() -> None:
     tts = ScriptedTts()
     chunks = [chunk async for chunk in tts.synthesize(THREE_SENTENCES)]
-    expected = [
-        round(len(sentence) * DEFAULT_MS_PER_CHAR * 8) for sentence in split_sentences(THREE_SENTENCES)
-    ]
+    expected = [round(len(sentence) * DEFAULT_MS_PER_CHAR * 8) for sentence in split_sentences(THREE_SENTENCES)]
     assert [len(chunk.ulaw) for chunk in chunks] == expected
     assert b"".join(chunk.ulaw for chunk in chunks) == await tts.render(THREE_SENTENCES)
 
