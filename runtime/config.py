@@ -39,6 +39,10 @@ class TurnOptions:
     #: Speech needed while the bot talks before it stops (barge-in); shorter sounds are
     #: backchannels ("mm-hm") and coughs, which should not cut the bot off.
     barge_in_min_speech_ms: int = 200
+    #: Silence after which STT starts on the utterance so far, in case the turn is over; kept
+    #: only if the caller does not go on. Hides most of the recogniser's time behind
+    #: endpointing, at the cost of wasted recognitions when callers pause mid-sentence. 0: never.
+    speculate_after_ms: int = 200
     #: Utterances shorter than this are discarded instead of sent to STT.
     min_utterance_ms: int = 200
     #: Silero probability above which a window is speech, and below which a speaking caller
@@ -51,6 +55,8 @@ class TurnOptions:
         for name in ("end_of_turn_silence_ms", "speech_start_ms", "barge_in_min_speech_ms"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
+        if not 0 <= self.speculate_after_ms < self.end_of_turn_silence_ms:
+            problems.append("speculate_after_ms must be >= 0 and below end_of_turn_silence_ms")
         if not 0.0 < self.silence_threshold <= self.speech_threshold < 1.0:
             problems.append("need 0 < silence_threshold <= speech_threshold < 1")
         if problems:
@@ -170,6 +176,7 @@ class _EnvReader:
                 TurnOptions,
                 end_of_turn_silence_ms=("LEADLINE_END_OF_TURN_SILENCE_MS", _positive_int),
                 barge_in_min_speech_ms=("LEADLINE_BARGE_IN_MIN_SPEECH_MS", _positive_int),
+                speculate_after_ms=("LEADLINE_SPECULATE_AFTER_MS", _non_negative_int),
             ),
             silence=self.group(
                 SilenceOptions,
@@ -224,6 +231,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be > 0")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be >= 0")
     return value
 
 

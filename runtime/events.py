@@ -31,10 +31,12 @@ class TurnLatency:
     first_text_at: float
     first_audio_at: float
     first_frame_at: float
-    #: time spent inside engines (STT inference, bot, first TTS chunk), in ms
+    #: time spent waiting on engines after the turn ended (STT, bot, first TTS chunk), in ms
     stt_engine_ms: float
     bot_ms: float
     tts_engine_ms: float
+    #: STT started at a pause before the turn ended (its time partly hidden by endpointing)
+    stt_speculative: bool = False
     kind: Literal["turn_latency"] = "turn_latency"
 
     @property

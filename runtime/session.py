@@ -35,7 +35,15 @@ from runtime.events import (
 from runtime.outbound import OutboundAudio, Send
 from runtime.sentences import SentenceSplitter
 from runtime.speech import Transcript
-from runtime.turn import SpeechStarted, SpeechSustained, TurnDetector, TurnEnded, TurnSignal
+from runtime.turn import (
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechSustained,
+    TurnDetector,
+    TurnEnded,
+    TurnSignal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,7 @@ class _LatencyProbe:
     turn_end_at: float
     stt_done_at: float
     stt_engine_ms: float
+    stt_speculative: bool
     first_text_at: float = 0.0
     first_audio_at: float = 0.0
     tts_engine_ms: float = 0.0
@@ -91,6 +100,7 @@ class _LatencyProbe:
             first_audio_at=self.first_audio_at - started_at,
             first_frame_at=first_frame_at - started_at,
             stt_engine_ms=self.stt_engine_ms,
+            stt_speculative=self.stt_speculative,
             bot_ms=(self.first_text_at - self.stt_done_at) * 1000,
             tts_engine_ms=self.tts_engine_ms,
         )
@@ -233,6 +243,10 @@ class CallSession:
             self._stt.speech_started()
             self._last_activity = signal.at
             self._silence_prompted = False
+        elif isinstance(signal, SpeechPaused):
+            self._stt.speech_paused()
+        elif isinstance(signal, SpeechResumed):
+            self._stt.speech_resumed()
         elif isinstance(signal, SpeechSustained):
             if self.bot_talking:
                 await self._barge_in(signal)
@@ -346,7 +360,8 @@ class CallSession:
         if not text:
             return
         self._emit(CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms))
-        probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, transcripts[-1].engine_ms)
+        last = transcripts[-1]
+        probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, last.engine_ms, last.speculative)
         await self._speak(reply, self.bot.respond(text), probe)
 
     async def _say(self, text: str, *, hang_up: str | None = None) -> None:

@@ -57,8 +57,10 @@ class Transcript:
     """What the caller said in one turn."""
 
     text: str
-    #: time spent in the engine itself (model inference or vendor wait), in milliseconds
+    #: time spent waiting for the engine after the turn ended (inference or vendor wait), in ms
     engine_ms: float
+    #: recognition started at a pause before the turn ended, hiding part of the engine's time
+    speculative: bool = False
 
 
 class SttStream(ABC):
@@ -79,6 +81,15 @@ class SttStream(ABC):
     @abstractmethod
     async def finish_utterance(self) -> Transcript:
         """The caller's turn ended: return the transcript of the utterance and reset."""
+
+    @abstractmethod
+    def speech_paused(self) -> None:
+        """The caller paused mid-turn; the turn may be over. An engine may start recognising
+        what it has so far, so the transcript is ready sooner if the turn does end here."""
+
+    @abstractmethod
+    def speech_resumed(self) -> None:
+        """The caller went on after a pause: anything started at the pause is void."""
 
     @abstractmethod
     def discard_utterance(self) -> None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -83,9 +82,13 @@ class _UtteranceBuffer:
             self._recording = True
             self._append(self._preroll)
 
+    def peek(self) -> Pcm:
+        """The utterance recorded so far; recording goes on."""
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+
     def take(self) -> Pcm:
         """The recorded utterance (empty if none); recording stops."""
-        utterance = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+        utterance = self.peek()
         self.discard()
         return utterance
 
@@ -174,12 +177,41 @@ class WhisperStt(SpeechToText):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class _Speculation:
+    """A recognition started at a pause, kept only if the turn ends without more speech."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[Transcript] | None = None
+
+    def start(self, recognition: Coroutine[Any, Any, Transcript]) -> None:
+        self.cancel()
+        self._task = asyncio.ensure_future(recognition)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def take(self) -> asyncio.Task[Transcript] | None:
+        task, self._task = self._task, None
+        return task
+
+
+async def _settle(task: asyncio.Task[Transcript]) -> Transcript:
+    """The speculative transcript, with engine time counted from the turn's end only."""
+    waited_from = time.perf_counter()
+    transcript = await task
+    waited_ms = (time.perf_counter() - waited_from) * 1000
+    return Transcript(text=transcript.text, engine_ms=min(transcript.engine_ms, waited_ms), speculative=True)
+
+
 class WhisperSttStream(SttStream):
     """One call's utterance buffer in front of the shared Whisper model."""
 
     def __init__(self, engine: WhisperStt, buffer: _UtteranceBuffer) -> None:
         self.engine = engine
         self._buffer = buffer
+        self._speculation = _Speculation()
 
     def push_audio(self, pcm: Pcm) -> None:
         self._buffer.push(pcm)
@@ -187,14 +219,25 @@ class WhisperSttStream(SttStream):
     def speech_started(self) -> None:
         self._buffer.start()
 
+    def speech_paused(self) -> None:
+        self._speculation.start(self.engine.transcribe(self._buffer.peek()))
+
+    def speech_resumed(self) -> None:
+        self._speculation.cancel()
+
     async def finish_utterance(self) -> Transcript:
-        return await self.engine.transcribe(self._buffer.take())
+        audio = self._buffer.take()
+        speculative = self._speculation.take()
+        if speculative is not None:
+            return await _settle(speculative)
+        return await self.engine.transcribe(audio)
 
     def discard_utterance(self) -> None:
+        self._speculation.cancel()
         self._buffer.discard()
 
     async def aclose(self) -> None:
-        self._buffer.discard()
+        self.discard_utterance()
 
 
 class ScriptedStt(SpeechToText):
@@ -215,11 +258,14 @@ class ScriptedStt(SpeechToText):
 
 
 class ScriptedSttStream(SttStream):
-    """Returns the script line by line; only ``finish_utterance`` advances it."""
+    """Returns the script line by line; only ``finish_utterance`` advances it. Speculates at
+    pauses like the real recogniser, so the pipeline's handling of it can be measured."""
 
     def __init__(self, lines: tuple[str, ...], latency_s: float) -> None:
-        self._lines = itertools.cycle(lines)
+        self._lines = lines
+        self._next = 0
         self._latency_s = latency_s
+        self._speculation = _Speculation()
 
     def push_audio(self, pcm: Pcm) -> None:
         """Ignored: the script decides what was said."""
@@ -227,13 +273,26 @@ class ScriptedSttStream(SttStream):
     def speech_started(self) -> None:
         """Ignored: the script decides what was said."""
 
-    async def finish_utterance(self) -> Transcript:
+    def speech_paused(self) -> None:
+        self._speculation.start(self._recognise())
+
+    def speech_resumed(self) -> None:
+        self._speculation.cancel()
+
+    async def _recognise(self) -> Transcript:
         started = time.perf_counter()
         await asyncio.sleep(self._latency_s)
-        return Transcript(text=next(self._lines), engine_ms=(time.perf_counter() - started) * 1000)
+        return Transcript(text=self._lines[self._next], engine_ms=(time.perf_counter() - started) * 1000)
+
+    async def finish_utterance(self) -> Transcript:
+        speculative = self._speculation.take()
+        transcript = await (_settle(speculative) if speculative is not None else self._recognise())
+        self._next = (self._next + 1) % len(self._lines)
+        return transcript
 
     def discard_utterance(self) -> None:
         """Nothing buffered; the script does not advance."""
+        self._speculation.cancel()
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        self._speculation.cancel()

@@ -31,6 +31,22 @@ class SpeechSustained:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The caller has been silent for ``speculate_after_ms``: the turn may be ending."""
+
+    at: float
+    kind: Literal["speech_paused"] = "speech_paused"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """The caller spoke again after a ``SpeechPaused``, in the same turn."""
+
+    at: float
+    kind: Literal["speech_resumed"] = "speech_resumed"
+
+
+@dataclass(frozen=True, slots=True)
 class TurnEnded:
     """Silence after speech lasted ``end_of_turn_silence_ms``.
 
@@ -47,7 +63,7 @@ class TurnEnded:
         return (self.speech_end_at - self.onset_at) * 1000
 
 
-TurnSignal = SpeechStarted | SpeechSustained | TurnEnded
+TurnSignal = SpeechStarted | SpeechSustained | SpeechPaused | SpeechResumed | TurnEnded
 
 
 class _State(Enum):
@@ -67,6 +83,7 @@ class TurnDetector:
         self._onset_windows = 0
         self._last_voiced_at = 0.0
         self._sustained = False
+        self._paused = False
 
     @property
     def speaking(self) -> bool:
@@ -101,14 +118,22 @@ class TurnDetector:
             return SpeechStarted(self._onset_at)
         return None
 
-    def _speaking(self, probability: float, at: float) -> SpeechSustained | TurnEnded | None:
+    def _speaking(self, probability: float, at: float) -> TurnSignal | None:
         if probability >= self.options.silence_threshold:
             self._last_voiced_at = at
+            if self._paused:
+                self._paused = False
+                return SpeechResumed(at)
             if not self._sustained and (at - self._onset_at) * 1000 >= self.options.barge_in_min_speech_ms:
                 self._sustained = True
                 return SpeechSustained(at, self._onset_at)
             return None
-        if (at - self._last_voiced_at) * 1000 + 1e-6 >= self.options.end_of_turn_silence_ms:
+        silent_ms = (at - self._last_voiced_at) * 1000 + 1e-6
+        if silent_ms >= self.options.end_of_turn_silence_ms:
             self._state = _State.QUIET
+            self._paused = False
             return TurnEnded(at=at, onset_at=self._onset_at, speech_end_at=self._last_voiced_at)
+        if self.options.speculate_after_ms and not self._paused and silent_ms >= self.options.speculate_after_ms:
+            self._paused = True
+            return SpeechPaused(at)
         return None

@@ -7,8 +7,11 @@ import asyncio
 import aiohttp
 import pytest
 
+from runtime.config import TurnOptions
 from runtime.engines import Engines
-from runtime.events import DtmfReceived, GreetingLatency, ProtocolViolation
+from runtime.events import DtmfReceived, GreetingLatency, ProtocolViolation, TurnLatency
+from runtime.stt import ScriptedStt
+from runtime.tts import ScriptedTts
 from telephony import media_stream as ms
 from telephony.call_state import CallStatus
 from tests.conftest import API_TOKEN, AUTH_TOKEN, StartServer
@@ -256,3 +259,50 @@ async def test_call_api_returns_the_report(
     assert any(e["kind"] == "greeting_latency" for e in body["events"])
     async with http.get(f"{server.base_url}/api/calls/CAnope", headers=headers) as response:
         assert response.status == 404
+
+
+async def speak_one_turn(
+    start_server: StartServer, engines: Engines, http: aiohttp.ClientSession, **overrides: object
+) -> TurnLatency:
+    server = await start_server(engines, **overrides)
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.ws.send_str(ms.clear_message(driver.stream_sid))  # not Twilio's to send: counted, ignored
+    speech = await ScriptedTts().render("I am looking to buy a house in Austin.")
+    await driver.send_silence(0.2)
+    await driver.send_audio(speech)
+    await driver.send_silence(1.2)
+    await driver.stop()
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    turns = report.turn_latencies()
+    assert len(turns) == 1
+    return turns[0]
+
+
+async def test_speculative_stt_hides_recogniser_time_behind_endpointing(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    slow_stt = Engines(
+        vad=scripted_engines.vad, stt=ScriptedStt(["a house in Austin"], latency_s=0.25), tts=ScriptedTts()
+    )
+    turn = await speak_one_turn(start_server, slow_stt, http)
+    assert turn.stt_speculative
+    # 250 ms of recognition started 224 ms into the silence and the turn ended at 512 ms.
+    assert (turn.stt_done_at - turn.turn_end_at) * 1000 < 100
+    assert turn.stt_engine_ms < 100
+
+
+async def test_without_speculation_the_recogniser_starts_at_turn_end(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    slow_stt = Engines(
+        vad=scripted_engines.vad, stt=ScriptedStt(["a house in Austin"], latency_s=0.25), tts=ScriptedTts()
+    )
+    settings_turn = TurnOptions(speculate_after_ms=0)
+    turn = await speak_one_turn(start_server, slow_stt, http, turn=settings_turn)
+    assert not turn.stt_speculative
+    assert (turn.stt_done_at - turn.turn_end_at) * 1000 >= 240
+    assert turn.stt_engine_ms >= 240
+    assert 0 <= turn.runtime_overhead_ms < 100

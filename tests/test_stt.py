@@ -285,3 +285,32 @@ async def test_scripted_latency_is_reported() -> None:
 def test_scripted_needs_a_script() -> None:
     with pytest.raises(ValueError):
         ScriptedStt([])
+
+
+async def test_scripted_speculation_hides_latency_and_is_void_after_resume() -> None:
+    stream = ScriptedStt(["first", "second"], latency_s=0.2).open_stream("CA-spec")
+    stream.speech_paused()
+    await asyncio.sleep(0.25)  # the turn ends after the recognition finished
+    transcript = await stream.finish_utterance()
+    assert transcript.text == "first" and transcript.speculative
+    assert transcript.engine_ms < 50
+    stream.speech_paused()
+    stream.speech_resumed()  # caller went on: start over at the turn's end
+    transcript = await stream.finish_utterance()
+    assert transcript.text == "second" and not transcript.speculative
+    assert transcript.engine_ms >= 190
+
+
+@pytest.mark.engines
+async def test_whisper_speculation_gives_the_same_transcript(whisper: WhisperStt, sentence_audio: Pcm) -> None:
+    pcm = sentence_audio
+    plain, speculative = whisper.open_stream("CA-plain"), whisper.open_stream("CA-spec")
+    for stream in (plain, speculative):
+        stream.speech_started()
+        stream.push_audio(pcm)
+    speculative.speech_paused()
+    speculative.push_audio(np.zeros(2400, dtype=np.int16))  # 300 ms of silence until the turn ends
+    first = await plain.finish_utterance()
+    second = await speculative.finish_utterance()
+    assert second.speculative and not first.speculative
+    assert second.text == first.text

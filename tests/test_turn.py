@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from runtime.config import TurnOptions
-from runtime.turn import SpeechStarted, SpeechSustained, TurnDetector, TurnEnded, TurnSignal
+from runtime.turn import (
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechSustained,
+    TurnDetector,
+    TurnEnded,
+    TurnSignal,
+)
 
 W = 0.032
 
@@ -23,11 +31,12 @@ def test_speech_then_silence_is_one_turn_with_exact_times() -> None:
     # 10 windows quiet, 20 windows speech (640 ms), then 20 windows quiet.
     signals = run([0.0] * 10 + [0.9] * 20 + [0.0] * 20)
     kinds = [type(s) for _, s in signals]
-    assert kinds == [SpeechStarted, SpeechSustained, TurnEnded]
+    assert kinds == [SpeechStarted, SpeechSustained, SpeechPaused, TurnEnded]
+    assert abs(signals[2][0] - (30 + 7) * W) < 1e-9  # 200 ms of silence needs 7 windows (224 ms)
     started = signals[0][1]
     assert isinstance(started, SpeechStarted)
     assert abs(started.at - 10 * W) < 1e-9  # onset = start of the first voiced window
-    ended = signals[2][1]
+    ended = signals[3][1]
     assert isinstance(ended, TurnEnded)
     assert abs(ended.speech_end_at - 30 * W) < 1e-9
     # 500 ms of silence needs 16 windows (512 ms) after the last voiced one.
@@ -41,6 +50,13 @@ def test_short_blips_are_not_speech() -> None:
 
 def test_pause_shorter_than_end_of_turn_keeps_the_turn_open() -> None:
     signals = run([0.9] * 10 + [0.0] * 10 + [0.9] * 10 + [0.0] * 20)
+    assert [type(s) for _, s in signals] == [
+        SpeechStarted, SpeechSustained, SpeechPaused, SpeechResumed, SpeechPaused, TurnEnded,
+    ]  # fmt: skip
+
+
+def test_no_pause_signal_when_speculation_is_off() -> None:
+    signals = run([0.9] * 10 + [0.0] * 20, TurnOptions(speculate_after_ms=0))
     assert [type(s) for _, s in signals] == [SpeechStarted, SpeechSustained, TurnEnded]
 
 
@@ -52,7 +68,7 @@ def test_hysteresis_keeps_quiet_tail_of_a_word_in_the_turn() -> None:
 
 
 def test_sustained_is_reported_once_after_barge_in_threshold() -> None:
-    signals = run([0.9] * 40 + [0.0] * 20, TurnOptions(barge_in_min_speech_ms=300))
+    signals = run([0.9] * 40 + [0.0] * 20, TurnOptions(barge_in_min_speech_ms=300, speculate_after_ms=0))
     sustained = [(at, s) for at, s in signals if isinstance(s, SpeechSustained)]
     assert len(sustained) == 1
     assert abs(sustained[0][0] - 10 * W) < 1e-9  # 320 ms after onset at 0
