@@ -73,11 +73,12 @@ class ServerState:
 STATE = web.AppKey("state", ServerState)
 
 
-def create_app(settings: Settings, engines: Engines | None = None) -> web.Application:
+def create_app(settings: Settings, engines: Engines | None = None, bots: BotFactory | None = None) -> web.Application:
     """The app; with ``engines`` given (tests, benchmarks) it is ready at once, otherwise it
-    loads the models in the background and reports 503 on /health until they are in."""
+    loads the models in the background and reports 503 on /health until they are in.
+    ``bots`` defaults to the Lead bot with the configured persona."""
     app = web.Application(client_max_size=256 * 1024)
-    bots = LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
+    bots = bots or LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
     app[STATE] = ServerState(settings=settings, bots=bots, engines=engines)
     app.router.add_get("/health", health)
     app.router.add_post("/twilio/voice", voice_webhook)

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bots.base import BotFactory
 from runtime.config import Settings, SilenceOptions
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.server import STATE, ServerState, create_app
@@ -70,10 +71,10 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Start real servers on loopback with preloaded engines; all are stopped afterwards."""
     runners: list[web.AppRunner] = []
 
-    async def start(engines: Engines, **overrides: Any) -> RunningServer:
+    async def start(preloaded: Engines | None, bots: BotFactory | None = None, **overrides: Any) -> RunningServer:
         port = free_port()
         settings = make_settings(port, **overrides)
-        app = create_app(settings, engines)
+        app = create_app(settings, preloaded, bots)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

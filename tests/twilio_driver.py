@@ -94,17 +94,27 @@ class StreamDriver:
         for i, frame in enumerate(split_frames(ulaw)):
             self.sequence += 1
             self.chunk += 1
-            await self.ws.send_str(
-                ms.inbound_media_message(
-                    stream_sid=self.stream_sid,
-                    sequence=self.sequence,
-                    chunk=self.chunk,
-                    timestamp_ms=self.chunk * 20,
-                    ulaw=frame,
-                )
+            message = ms.inbound_media_message(
+                stream_sid=self.stream_sid,
+                sequence=self.sequence,
+                chunk=self.chunk,
+                timestamp_ms=self.chunk * 20,
+                ulaw=frame,
             )
+            if not await self._send(message):
+                return
             if realtime:
                 await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - loop.time()))
+
+    async def _send(self, message: str) -> bool:
+        """Send unless the server has hung up (closed the socket), as Twilio would."""
+        if self.ws.closed:
+            return False
+        try:
+            await self.ws.send_str(message)
+        except ConnectionResetError:
+            return False
+        return True
 
     async def send_silence(self, seconds: float) -> None:
         await self.send_audio(SILENCE_FRAME * round(seconds * 50))
@@ -114,13 +124,13 @@ class StreamDriver:
         for event in list(self.received):
             if isinstance(event, ms.OutMark):
                 self.sequence += 1
-                await self.ws.send_str(
+                await self._send(
                     ms.inbound_mark_message(stream_sid=self.stream_sid, sequence=self.sequence, name=event.name)
                 )
 
     async def stop(self) -> None:
         self.sequence += 1
-        await self.ws.send_str(
+        await self._send(
             ms.stop_message(
                 stream_sid=self.stream_sid, sequence=self.sequence, call_sid=self.call_sid, account_sid="AC1"
             )

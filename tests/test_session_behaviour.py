@@ -1,0 +1,129 @@
+"""Call behaviour over real sockets with scripted engines: silence handling, streamed replies,
+hang-up, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from bots.base import Bot, BotAction, BotFactory, CallContext, EndCall, Say
+from runtime.config import SilenceOptions
+from runtime.engines import EngineOptions, Engines
+from runtime.events import BotUtterance, Silence, TurnLatency
+from runtime.tts import ScriptedTts
+from telephony import media_stream as ms
+from tests.conftest import AUTH_TOKEN, StartServer
+from tests.twilio_driver import StreamDriver
+
+
+class SlowTalker(Bot):
+    """Says one sentence at once, then 'thinks' for a while before the second."""
+
+    def __init__(self, pause_s: float) -> None:
+        self.pause_s = pause_s
+        self.second_sentence_at = 0.0
+
+    def greeting(self) -> str:
+        return "Hello there, how can I help?"
+
+    async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
+        yield Say("Let me look that up for you. ")
+        await asyncio.sleep(self.pause_s)
+        self.second_sentence_at = asyncio.get_running_loop().time()
+        yield Say("I found three homes that match what you want. Goodbye!")
+        yield EndCall("done")
+
+    def interrupted(self, heard_text: str) -> None:
+        """Not exercised here."""
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+class OneBot(BotFactory):
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    def create(self, context: CallContext) -> Bot:
+        return self.bot
+
+    def fixed_phrases(self) -> list[str]:
+        return [self.bot.greeting()]
+
+
+async def test_first_sentence_plays_while_the_rest_is_still_being_produced(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = SlowTalker(pause_s=1.0)
+    server = await start_server(scripted_engines, OneBot(bot))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(2.0)  # the greeting plays
+    await driver.echo_marks()
+    speech = await ScriptedTts().render("I want a house.")
+    await driver.send_audio(speech)
+    turn_started = len(driver.received)
+    await driver.send_silence(1.0)
+    await driver.echo_marks()
+    await driver.send_silence(4.0)
+    await driver.echo_marks()
+    await driver.send_silence(1.0)
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    [latency] = [e for e in report.events if isinstance(e, TurnLatency)]
+    first_reply_frame = next(
+        t
+        for e, t in zip(driver.received[turn_started:], driver.arrival[turn_started:], strict=True)
+        if isinstance(e, ms.OutMedia)
+    )
+    # The first sentence reached Twilio well before the bot produced its second one.
+    assert bot.second_sentence_at - first_reply_frame > 0.5
+    assert latency.first_frame_at - latency.first_text_at < 0.5
+    # ...and after the goodbye played (marks echoed) the server hung up by closing the socket.
+    await asyncio.wait_for(driver.reader or asyncio.sleep(0), timeout=5)
+    assert driver.ws.closed
+    assert report.end_reason == "done"
+
+
+async def test_silence_prompts_then_says_goodbye_and_hangs_up(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    silence = SilenceOptions(prompt_after_s=1.0, hangup_after_prompt_s=1.0, goodbye_text="Goodbye for now!")
+    server = await start_server(scripted_engines, OneBot(SlowTalker(0.0)), silence=silence)
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    for _ in range(40):  # Twilio keeps streaming silence; we echo marks as audio "plays"
+        await driver.send_silence(0.25)
+        await driver.echo_marks()
+        if driver.ws.closed:
+            break
+    assert driver.ws.closed, "the server never hung up on a silent caller"
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    actions = [e.action for e in report.events if isinstance(e, Silence)]
+    assert actions == ["prompt", "hangup"]
+    spoken = [e.text for e in report.events if isinstance(e, BotUtterance)]
+    assert spoken[1] == silence.prompt_text and spoken[2] == silence.goodbye_text
+    assert report.end_reason == "silence"
+    prompt, hangup = (e for e in report.events if isinstance(e, Silence))
+    assert prompt.silent_s >= 1.0 and hangup.silent_s >= 1.0
+
+
+async def test_health_is_503_until_the_engines_are_loaded(
+    start_server: StartServer, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(None, engines=EngineOptions(stt="scripted", tts="scripted"))
+    async with http.get(server.base_url + "/health") as response:
+        assert response.status == 503
+        assert (await response.json())["status"] == "loading"
+    for _ in range(300):
+        async with http.get(server.base_url + "/health") as response:
+            if response.status == 200:
+                break
+        await asyncio.sleep(0.05)
+    assert response.status == 200
+    assert server.state.engines is not None
