@@ -125,8 +125,8 @@ def aggregate(
         "turn_latency_caller_ms": _summary([v for c in calls for v in c["turn_latency_ms"]]),
         "pacing": {
             "frames": jitter.total,
-            "jitter_ms_p50": jitter.percentile(50),
-            "jitter_ms_p99": jitter.percentile(99),
+            "jitter_ms_p50": round(jitter.percentile(50), 2),
+            "jitter_ms_p99": round(jitter.percentile(99), 2),
             "jitter_ms_max": round(jitter.max_ms, 2),
             "late_frames": sum(r["summary"]["late_frames"] for r in reports),
             "caller_underruns": sum(c["underruns"] for c in calls),
@@ -149,7 +149,7 @@ def aggregate(
             "protocol_errors": sum(r["summary"]["protocol_errors"] for r in reports),
             "dropped_inbound_frames": sum(r["summary"]["dropped_inbound_frames"] for r in reports),
         },
-        "load_generator_max_tick_lag_ms": max((c["max_tick_lag_ms"] for c in calls), default=0.0),
+        "load_generator_max_tick_lag_ms": round(max((c["max_tick_lag_ms"] for c in calls), default=0.0), 2),
     }
 
 
