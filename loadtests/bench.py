@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ import aiohttp
 import psutil
 
 from runtime.histogram import MsHistogram, percentile
+from runtime.server_process import LocalServer, local_server
 
 #: Samples taken during the ramp and the last seconds are left out of the steady-state figures.
 SAMPLE_PERIOD_S = 1.0
@@ -58,19 +56,6 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def _wait_healthy(http: aiohttp.ClientSession, url: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            async with http.get(url + "/health") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.25)
-    raise RuntimeError("server did not become healthy")
-
-
 async def _sample(process: psutil.Process, http: aiohttp.ClientSession, url: str, samples: ResourceSamples) -> None:
     process.cpu_percent(None)
     while True:
@@ -81,15 +66,9 @@ async def _sample(process: psutil.Process, http: aiohttp.ClientSession, url: str
             samples.active_calls.append(int((await response.json())["active_calls"]))
 
 
-async def _reports(http: aiohttp.ClientSession, url: str, api_token: str) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {api_token}"}
-    async with http.get(url + "/api/calls?limit=1000", headers=headers) as response:
-        calls = (await response.json())["calls"]
-    reports = []
-    for call in calls:
-        async with http.get(f"{url}/api/calls/{call['call_sid']}", headers=headers) as response:
-            reports.append(await response.json())
-    return reports
+async def _reports(http: aiohttp.ClientSession, server: LocalServer) -> list[dict[str, Any]]:
+    calls = (await server.api_get(http, "/api/calls?limit=1000"))["calls"]
+    return [await server.api_get(http, f"/api/calls/{call['call_sid']}") for call in calls]
 
 
 def aggregate(
@@ -163,42 +142,27 @@ def _count(values: Any) -> dict[str, int]:
 async def run_bench(options: BenchOptions) -> dict[str, Any]:
     out = options.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    token, api_token = secrets.token_hex(16), secrets.token_hex(16)
-    url = f"http://127.0.0.1:{options.port}"
-    env = dict(
-        os.environ,
-        TWILIO_AUTH_TOKEN=token,
-        LEADLINE_API_TOKEN=api_token,
-        LEADLINE_PUBLIC_URL=url,
-        LEADLINE_PORT=str(options.port),
-        LEADLINE_STT=options.stt,
-        LEADLINE_TTS=options.tts,
-        LEADLINE_MAX_CALLS=str(options.calls + 10),
-        LEADLINE_LOG_LEVEL="WARNING",
-    )
-    with open(out / "server.log", "wb") as server_log:
-        server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "runtime.cli", "serve", env=env, stdout=server_log, stderr=server_log
-        )
-        try:
-            return await _drive(options, server.pid, url, token, api_token)
-        finally:
-            server.terminate()
-            await server.wait()
+    env = {
+        "LEADLINE_STT": options.stt,
+        "LEADLINE_TTS": options.tts,
+        "LEADLINE_MAX_CALLS": str(options.calls + 10),
+        "LEADLINE_LOG_LEVEL": "WARNING",
+    }
+    async with local_server(options.port, out / "server.log", **env) as server:
+        return await _drive(options, server)
 
 
-async def _drive(options: BenchOptions, pid: int, url: str, token: str, api_token: str) -> dict[str, Any]:
+async def _drive(options: BenchOptions, server: LocalServer) -> dict[str, Any]:
     out = options.output_dir
-    process = psutil.Process(pid)
+    process = psutil.Process(server.pid)
     samples = ResourceSamples()
     async with aiohttp.ClientSession() as http:
-        await _wait_healthy(http, url)
         await asyncio.sleep(1.0)
         idle_rss_mb = process.memory_info().rss / 2**20
-        sampler = asyncio.create_task(_sample(process, http, url, samples))
+        sampler = asyncio.create_task(_sample(process, http, server.url, samples))
         load_path = out / "load.json"
         loadgen = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.loadgen", "--url", url, "--token", token,
+            sys.executable, "-m", "loadtests.loadgen", "--url", server.url, "--token", server.auth_token,
             "--calls", str(options.calls), "--seconds", str(options.seconds),
             "--ramp-s", str(options.ramp_s), "--out", str(load_path),
         )  # fmt: skip
@@ -206,7 +170,7 @@ async def _drive(options: BenchOptions, pid: int, url: str, token: str, api_toke
         sampler.cancel()
         if loadgen.returncode != 0:
             raise RuntimeError(f"load generator failed with exit code {loadgen.returncode}")
-        reports = await _reports(http, url, api_token)
+        reports = await _reports(http, server)
     load = json.loads(load_path.read_text(encoding="utf-8"))
     result = aggregate(reports, load, samples, idle_rss_mb, options)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
