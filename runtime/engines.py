@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 from runtime.speech import SpeechToText, TextToSpeech, Vad
 from runtime.stt import ScriptedStt, WhisperStt
@@ -58,11 +58,6 @@ class EngineOptions:
             raise ValueError("scripted_transcripts must be non-empty lines")
 
 
-@runtime_checkable
-class _Closeable(Protocol):
-    async def aclose(self) -> None: ...
-
-
 @dataclass(slots=True)
 class Engines:
     """The speech engines every call of this process shares."""
@@ -74,8 +69,7 @@ class Engines:
     async def aclose(self) -> None:
         """Stop the engines' tasks and worker threads (the models stay cached in the process)."""
         for engine in (self.vad, self.stt, self.tts):
-            if isinstance(engine, _Closeable):
-                await engine.aclose()
+            await engine.aclose()
 
 
 def load_engines(options: EngineOptions) -> Engines:

@@ -10,7 +10,7 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from bots.base import BotFactory, CallContext
 from bots.lead import LeadBotFactory
 from runtime.clock import MonotonicClock
 from runtime.config import Settings
-from runtime.engines import Engines, load_engines
+from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.events import FanoutSink
 from runtime.report import CallReport, ReportStore
 from runtime.session import CallSession
@@ -58,6 +58,7 @@ class ServerState:
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     protocol_errors: Counter[str] = field(default_factory=Counter)
     background: set[asyncio.Task[object]] = field(default_factory=set)
+    load: Callable[[EngineOptions], Engines] = load_engines
     validator: WebhookValidator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -73,13 +74,18 @@ class ServerState:
 STATE = web.AppKey("state", ServerState)
 
 
-def create_app(settings: Settings, engines: Engines | None = None, bots: BotFactory | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    engines: Engines | None = None,
+    bots: BotFactory | None = None,
+    load: Callable[[EngineOptions], Engines] = load_engines,
+) -> web.Application:
     """The app; with ``engines`` given (tests, benchmarks) it is ready at once, otherwise it
-    loads the models in the background and reports 503 on /health until they are in.
+    runs ``load`` in the background and reports 503 on /health until the engines are in.
     ``bots`` defaults to the Lead bot with the configured persona."""
     app = web.Application(client_max_size=256 * 1024)
     bots = bots or LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
-    app[STATE] = ServerState(settings=settings, bots=bots, engines=engines)
+    app[STATE] = ServerState(settings=settings, bots=bots, engines=engines, load=load)
     app.router.add_get("/health", health)
     app.router.add_post("/twilio/voice", voice_webhook)
     app.router.add_post("/twilio/status", status_callback)
@@ -107,7 +113,7 @@ async def _load_engines(state: ServerState) -> None:
     """Load the models off the event loop; the server is ready once fixed phrases are rendered."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    engines = await loop.run_in_executor(None, load_engines, state.settings.engines)
+    engines = await loop.run_in_executor(None, state.load, state.settings.engines)
     await _render_fixed_phrases(state, engines)
     state.engines = engines
     log.info("ready for calls", extra={"seconds": round(time.monotonic() - started, 2)})

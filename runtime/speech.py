@@ -48,6 +48,10 @@ class Vad(ABC):
     def open_stream(self) -> VadStream:
         """Start a new, independent stream (one per call)."""
 
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop the engine's tasks and threads (at server shutdown)."""
+
 
 # --- speech to text -----------------------------------------------------------------------
 
@@ -107,6 +111,10 @@ class SpeechToText(ABC):
     def open_stream(self, call_sid: str) -> SttStream:
         """Start a recogniser for one call."""
 
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop the engine's tasks and threads (at server shutdown)."""
+
 
 # --- text to speech -----------------------------------------------------------------------
 
@@ -130,3 +138,7 @@ class TextToSpeech(ABC):
     @abstractmethod
     async def render(self, text: str) -> bytes:
         """The whole of ``text`` as mu-law, cached for fixed phrases (greeting, prompts)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop the engine's tasks and threads (at server shutdown)."""

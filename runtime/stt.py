@@ -256,6 +256,9 @@ class ScriptedStt(SpeechToText):
     def open_stream(self, call_sid: str) -> ScriptedSttStream:
         return ScriptedSttStream(self._lines, self._latency_s)
 
+    async def aclose(self) -> None:
+        """No model, no threads: nothing to release."""
+
 
 class ScriptedSttStream(SttStream):
     """Returns the script line by line; only ``finish_utterance`` advances it. Speculates at

@@ -212,3 +212,6 @@ class ScriptedTts(TextToSpeech):
 
     async def render(self, text: str) -> bytes:
         return b"".join([chunk.ulaw async for chunk in self.synthesize(text)])
+
+    async def aclose(self) -> None:
+        """No model, no threads: nothing to release."""

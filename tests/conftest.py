@@ -71,10 +71,15 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Start real servers on loopback with preloaded engines; all are stopped afterwards."""
     runners: list[web.AppRunner] = []
 
-    async def start(preloaded: Engines | None, bots: BotFactory | None = None, **overrides: Any) -> RunningServer:
+    async def start(
+        preloaded: Engines | None,
+        bots: BotFactory | None = None,
+        load: Callable[[EngineOptions], Engines] = load_engines,
+        **overrides: Any,
+    ) -> RunningServer:
         port = free_port()
         settings = make_settings(port, **overrides)
-        app = create_app(settings, preloaded, bots)
+        app = create_app(settings, preloaded, bots, load)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

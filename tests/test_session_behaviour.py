@@ -4,6 +4,7 @@ hang-up, readiness."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,16 +115,27 @@ async def test_silence_prompts_then_says_goodbye_and_hangs_up(
 
 
 async def test_health_is_503_until_the_engines_are_loaded(
-    start_server: StartServer, http: aiohttp.ClientSession
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
-    server = await start_server(None, engines=EngineOptions(stt="scripted", tts="scripted"))
+    loaded = threading.Event()
+
+    def slow_load(options: EngineOptions) -> Engines:
+        loaded.wait(10)
+        return scripted_engines
+
+    server = await start_server(None, load=slow_load)
     async with http.get(server.base_url + "/health") as response:
         assert response.status == 503
         assert (await response.json())["status"] == "loading"
+    from tests.twilio_driver import new_call_sid, post_signed, voice_params
+
+    refused = await post_signed(http, server.base_url, "/twilio/voice", voice_params(new_call_sid()), AUTH_TOKEN)
+    assert refused.status == 503  # Twilio then uses the number's fallback URL
+    loaded.set()
     for _ in range(300):
         async with http.get(server.base_url + "/health") as response:
             if response.status == 200:
                 break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     assert response.status == 200
-    assert server.state.engines is not None
+    assert server.state.engines is scripted_engines

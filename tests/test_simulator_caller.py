@@ -66,6 +66,9 @@ class FakeTts(TextToSpeech):
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         yield SpeechChunk(ulaw=await self.render(text), engine_ms=0.0)
 
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
 
 class CountingSttStream(SttStream):
     """Transcribes an utterance as the number of samples pushed since ``speech_started``."""
@@ -103,6 +106,9 @@ class CountingStt(SpeechToText):
     def open_stream(self, call_sid: str) -> SttStream:
         self.streams.append(CountingSttStream())
         return self.streams[-1]
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
 
 # --- sans-IO: turn-taking policy and bot segmentation --------------------------------------
