@@ -117,6 +117,8 @@ class Settings:
     max_calls: int = 60
     #: Hard limit on one call's length.
     max_call_s: float = 1800.0
+    #: Twilio sends `start` right after connecting; a socket that does not is not a call.
+    stream_start_timeout_s: float = 10.0
     log_level: str = "INFO"
     engines: EngineOptions = field(default_factory=lambda: EngineOptions(stt="whisper", tts="piper"))
     turn: TurnOptions = field(default_factory=TurnOptions)

@@ -295,15 +295,30 @@ class _MediaConnection:
         self.task: asyncio.Task[str] | None = None
 
     async def serve(self) -> None:
-        async for message in self.ws:
-            if message.type is WSMsgType.TEXT:
-                if not await self._handle(message.data):
-                    return
-            elif message.type is WSMsgType.BINARY:
-                self._protocol_error("binary_frame")
-            elif message.type is WSMsgType.ERROR:
-                log.warning("media socket error", extra={"error": str(self.ws.exception())})
-                return
+        try:
+            async with asyncio.timeout(self.state.settings.stream_start_timeout_s) as waiting_for_start:
+                while self.session is None:
+                    if not await self._receive():
+                        return
+                waiting_for_start.reschedule(None)
+                while await self._receive():
+                    pass
+        except TimeoutError:
+            self.state.protocol_errors["no_start"] += 1
+            log.warning("media socket sent no valid start in time")
+            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no start")
+
+    async def _receive(self) -> bool:
+        """Handle the next message; False when the connection is over."""
+        message = await self.ws.receive()
+        if message.type is WSMsgType.TEXT:
+            return await self._handle(message.data)
+        if message.type is WSMsgType.BINARY:
+            self._protocol_error("binary_frame")
+            return True
+        if message.type is WSMsgType.ERROR:
+            log.warning("media socket error", extra={"error": str(self.ws.exception())})
+        return message.type not in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
     async def _handle(self, text: str) -> bool:
         """Handle one message; False ends the connection."""
@@ -354,6 +369,11 @@ class _MediaConnection:
             return False
         if state.engines is None:
             await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"not ready")
+            return False
+        if start.call_sid in state.live:
+            state.protocol_errors["call_already_streaming"] += 1
+            log.warning("second stream for a live call refused", extra={"call_sid": start.call_sid})
+            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"call already streaming")
             return False
         context = CallContext(
             call_sid=start.call_sid,

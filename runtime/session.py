@@ -263,7 +263,7 @@ class CallSession:
             self._stt.discard_utterance()
             return
         assert self._group is not None
-        self._unanswered.append(self._group.create_task(self._stt.finish_utterance(), name="stt"))
+        self._unanswered.append(self._group.create_task(self._recognise(), name="stt"))
         self._turn += 1
         self._start_reply(self._turn, self._answer(self._turn, signal))
 
@@ -353,8 +353,7 @@ class CallSession:
     async def _answer(self, turn: int, signal: TurnEnded) -> None:
         reply = self._reply
         assert reply is not None
-        transcripts = [await task for task in list(self._unanswered)]
-        self._unanswered.clear()
+        transcripts = await self._collect_transcripts()
         stt_done = self._clock.now()
         text = " ".join(t.text for t in transcripts if t.text).strip()
         if not text:
@@ -363,6 +362,25 @@ class CallSession:
         last = transcripts[-1]
         probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, last.engine_ms, last.speculative)
         await self._speak(reply, self.bot.respond(text), probe)
+
+    async def _recognise(self) -> Transcript:
+        """The turn's transcript; a failing recogniser loses this turn, not the call."""
+        try:
+            return await self._stt.finish_utterance()
+        except Exception:
+            log.exception("speech recognition failed", extra={"call_sid": self.context.call_sid})
+            return Transcript(text="", engine_ms=0.0)
+
+    async def _collect_transcripts(self) -> list[Transcript]:
+        """Every recognition not yet answered, in order.
+
+        Shielded: when this reply is cancelled because the caller went on, the recognitions
+        must survive to be answered together with the rest of what the caller says.
+        """
+        pending = list(self._unanswered)
+        transcripts = [await asyncio.shield(task) for task in pending]
+        self._unanswered = [t for t in self._unanswered if t not in pending]
+        return transcripts
 
     async def _say(self, text: str, *, hang_up: str | None = None) -> None:
         """A fixed phrase (silence prompt, goodbye), from the TTS cache."""

@@ -308,3 +308,38 @@ async def test_without_speculation_the_recogniser_starts_at_turn_end(
     assert (turn.stt_done_at - turn.turn_end_at) * 1000 >= 240
     assert turn.stt_engine_ms >= 240
     assert 0 <= turn.runtime_overhead_ms < 100
+
+
+async def test_socket_without_start_is_closed(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(scripted_engines, stream_start_timeout_s=0.3)
+    ws = await http.ws_connect(server.base_url.replace("http", "ws") + "/twilio/media")
+    await ws.send_str(ms.connected_message())
+    message = await asyncio.wait_for(ws.receive(), timeout=3)
+    assert message.type is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    assert server.state.protocol_errors["no_start"] == 1
+
+
+async def test_second_stream_for_a_live_call_is_refused(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(scripted_engines)
+    first = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await first.start()
+    await first.send_silence(0.1)
+    replay = StreamDriver(
+        await http.ws_connect(server.base_url.replace("http", "ws") + "/twilio/media"), first.call_sid
+    )
+    replay.reader = asyncio.create_task(replay._read())
+    await replay.start(first.parameters)  # same call, same (valid) token
+    await replay.close()
+    assert replay.ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    assert server.state.protocol_errors["call_already_streaming"] == 1
+    before = first.count(ms.OutMedia)
+    await first.send_silence(0.3)
+    assert first.count(ms.OutMedia) > before  # the real call goes on
+    assert server.state.live[first.call_sid] is not None
+    await first.stop()
+    await first.close()

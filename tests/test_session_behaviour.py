@@ -11,9 +11,11 @@ from typing import Any
 import aiohttp
 
 from bots.base import Bot, BotAction, BotFactory, CallContext, EndCall, Say
-from runtime.config import SilenceOptions
-from runtime.engines import EngineOptions, Engines
-from runtime.events import BotUtterance, Silence, TurnLatency
+from runtime.config import SilenceOptions, TurnOptions
+from runtime.engines import EngineOptions, Engines, load_engines
+from runtime.events import BotUtterance, CallerUtterance, Silence, TurnLatency
+from runtime.speech import SpeechEngineError, Transcript
+from runtime.stt import ScriptedStt, ScriptedSttStream
 from runtime.tts import ScriptedTts
 from telephony import media_stream as ms
 from tests.conftest import AUTH_TOKEN, StartServer
@@ -121,7 +123,7 @@ async def test_health_is_503_until_the_engines_are_loaded(
 
     def slow_load(options: EngineOptions) -> Engines:
         loaded.wait(10)
-        return scripted_engines
+        return load_engines(EngineOptions(stt="scripted", tts="scripted"))  # the server closes what it loads
 
     server = await start_server(None, load=slow_load)
     async with http.get(server.base_url + "/health") as response:
@@ -138,4 +140,82 @@ async def test_health_is_503_until_the_engines_are_loaded(
                 break
         await asyncio.sleep(0.02)
     assert response.status == 200
-    assert server.state.engines is scripted_engines
+    assert server.state.engines is not None and server.state.engines is not scripted_engines
+
+
+class Recorder(SlowTalker):
+    """Remembers what it was asked to answer."""
+
+    def __init__(self) -> None:
+        super().__init__(pause_s=0.0)
+        self.heard: list[str] = []
+
+    async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
+        self.heard.append(caller_text)
+        yield Say("Okay, noted.")
+
+
+async def test_caller_who_goes_on_while_the_bot_thinks_is_answered_once_for_both_parts(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Recorder()
+    slow_stt = Engines(
+        vad=scripted_engines.vad, stt=ScriptedStt(["I want a house", "in Austin"], latency_s=1.5), tts=ScriptedTts()
+    )
+    server = await start_server(slow_stt, OneBot(bot), turn=TurnOptions(speculate_after_ms=0))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(2.5)
+    await driver.echo_marks()
+    tts = ScriptedTts()
+    await driver.send_audio(await tts.render("I want a house."))
+    await driver.send_silence(1.0)  # the turn ends; recognition takes 1.5 s...
+    await driver.send_audio(await tts.render("In Austin please."))  # ...and the caller goes on
+    await driver.send_silence(2.5)
+    await driver.stop()
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    assert [e.text for e in report.events if isinstance(e, CallerUtterance)] == ["I want a house in Austin"]
+    assert bot.heard == ["I want a house in Austin"]
+
+
+class FlakyStt(ScriptedStt):
+    """Fails on the first utterance of each call, then works."""
+
+    def open_stream(self, call_sid: str) -> ScriptedSttStream:
+        stream = super().open_stream(call_sid)
+        finish = stream.finish_utterance
+        calls = 0
+
+        async def flaky_finish() -> Transcript:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise SpeechEngineError("recogniser fell over")
+            return await finish()
+
+        stream.finish_utterance = flaky_finish  # type: ignore[method-assign]
+        return stream
+
+
+async def test_a_failed_recognition_does_not_break_the_next_turn(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Recorder()
+    engines = Engines(vad=scripted_engines.vad, stt=FlakyStt(["first", "second"]), tts=ScriptedTts())
+    server = await start_server(engines, OneBot(bot))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(2.5)
+    await driver.echo_marks()
+    tts = ScriptedTts()
+    for line in ("I want a house.", "In Austin please."):
+        await driver.send_audio(await tts.render(line))
+        await driver.send_silence(1.5)
+        await driver.echo_marks()
+    await driver.stop()
+    await driver.close()
+    assert bot.heard == ["first"]  # the failed turn is lost, the next one is answered
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None and report.end_reason == "stream_stopped"
