@@ -13,9 +13,10 @@ import pytest
 from aiohttp import web
 
 from bots.base import BotFactory
+from runtime.app_state import STATE, ServerState
 from runtime.config import Settings, SilenceOptions
 from runtime.engines import EngineOptions, Engines, load_engines
-from runtime.server import STATE, ServerState, create_app
+from runtime.server import create_app
 
 AUTH_TOKEN = "test-auth-token"
 API_TOKEN = "test-api-token"

@@ -1,0 +1,45 @@
+"""What the server keeps for its whole life: settings, engines, bots, reports, live calls."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bots.base import BotFactory
+from runtime.config import Settings
+from runtime.engines import EngineOptions, Engines, load_engines
+from runtime.report import ReportStore
+from runtime.session import CallSession
+from telephony.signature import WebhookValidator
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    bots: BotFactory
+    engines: Engines | None = None
+    reports: ReportStore = field(default_factory=ReportStore)
+    live: dict[str, CallSession] = field(default_factory=dict)
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    protocol_errors: Counter[str] = field(default_factory=Counter)
+    background: set[asyncio.Task[object]] = field(default_factory=set)
+    load: Callable[[EngineOptions], Engines] = load_engines
+    validator: WebhookValidator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.validator = WebhookValidator(self.settings.twilio_auth_token)
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run a background job the server owns (kept referenced until it finishes)."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+STATE = web.AppKey("state", ServerState)
