@@ -43,6 +43,12 @@ class TurnOptions:
     #: only if the caller does not go on. Hides most of the recogniser's time behind
     #: endpointing, at the cost of wasted recognitions when callers pause mid-sentence. 0: never.
     speculate_after_ms: int = 200
+    #: If no answer audio has gone out this long after the caller stopped, a short filler
+    #: ("One moment.") covers the silence; 0 turns fillers off. Past ~1 s callers start to
+    #: wonder whether the line dropped.
+    filler_after_ms: int = 1000
+    #: Said in turn, never the same twice in a row; short so the answer follows quickly.
+    fillers: tuple[str, ...] = ("One moment.", "Let me see.", "Okay, just a second.")
     #: Utterances shorter than this are discarded instead of sent to STT.
     min_utterance_ms: int = 200
     #: Silero probability above which a window is speech, and below which a speaking caller
@@ -179,6 +185,7 @@ class _EnvReader:
                 end_of_turn_silence_ms=("LEADLINE_END_OF_TURN_SILENCE_MS", _positive_int),
                 barge_in_min_speech_ms=("LEADLINE_BARGE_IN_MIN_SPEECH_MS", _positive_int),
                 speculate_after_ms=("LEADLINE_SPECULATE_AFTER_MS", _non_negative_int),
+                filler_after_ms=("LEADLINE_FILLER_AFTER_MS", _non_negative_int),
             ),
             silence=self.group(
                 SilenceOptions,

@@ -37,7 +37,15 @@ class TurnLatency:
     tts_engine_ms: float
     #: STT started at a pause before the turn ended (its time partly hidden by endpointing)
     stt_speculative: bool = False
+    #: a filler phrase went out first; ``first_frame_at`` is then the answer's own first frame
+    filler_frame_at: float | None = None
     kind: Literal["turn_latency"] = "turn_latency"
+
+    @property
+    def first_audio_ms(self) -> float:
+        """End of speech -> the first bot audio of any kind (a filler counts)."""
+        first = self.first_frame_at if self.filler_frame_at is None else min(self.filler_frame_at, self.first_frame_at)
+        return (first - self.speech_end_at) * 1000
 
     @property
     def endpointing_ms(self) -> float:
@@ -62,6 +70,7 @@ class TurnLatency:
             "tts_ms": round((self.first_audio_at - self.first_text_at) * 1000, 1),
             "send_ms": round((self.first_frame_at - self.first_audio_at) * 1000, 1),
             "total_ms": round(self.total_ms, 1),
+            "first_audio_ms": round(self.first_audio_ms, 1),
             "runtime_overhead_ms": round(self.runtime_overhead_ms, 2),
         }
 
@@ -131,6 +140,37 @@ class ProtocolViolation:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VendorDegraded:
+    """A stage was served by the local engine instead of the vendor (failure or open breaker)."""
+
+    at: float
+    turn: int
+    stage: Literal["stt", "llm", "tts"]
+    reason: str
+    kind: Literal["vendor_degraded"] = "vendor_degraded"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillerPlayed:
+    """The answer was late, so a short filler covered the silence."""
+
+    at: float
+    turn: int
+    text: str
+    kind: Literal["filler"] = "filler"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyResumed:
+    """A barge-in turned out to be no words at all (noise, a cough): the bot picked up again."""
+
+    at: float
+    turn: int
+    text: str
+    kind: Literal["reply_resumed"] = "reply_resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded:
     at: float
     reason: str
@@ -146,6 +186,9 @@ CallEvent = (
     | Silence
     | DtmfReceived
     | ProtocolViolation
+    | VendorDegraded
+    | FillerPlayed
+    | ReplyResumed
     | CallEnded
 )
 

@@ -82,7 +82,8 @@ async def _render_fixed_phrases(state: ServerState, engines: Engines | None = No
     engines = engines or state.engines
     assert engines is not None
     silence = state.settings.silence
-    for phrase in [*state.bots.fixed_phrases(), silence.prompt_text, silence.goodbye_text]:
+    turn = state.settings.turn
+    for phrase in [*state.bots.fixed_phrases(), silence.prompt_text, silence.goodbye_text, *turn.fillers]:
         await engines.tts.render(phrase)
 
 

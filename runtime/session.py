@@ -9,6 +9,7 @@ itself when the bot hangs up.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ from runtime.events import (
     CallEvent,
     DtmfReceived,
     EventSink,
+    FillerPlayed,
     GreetingLatency,
     Interruption,
     ProtocolViolation,
+    ReplyResumed,
     Silence,
     TurnLatency,
+    VendorDegraded,
 )
 from runtime.outbound import OutboundAudio, Send
 from runtime.sentences import SentenceSplitter
@@ -60,8 +64,18 @@ HANGUP_GRACE_S = 3.0
 class _Sentence:
     mark: str
     text: str
-    audio_ms: float
+    audio_ms: float = 0.0
     heard: bool = False
+    #: the sentence's audio, kept so an interrupted reply can be resumed without re-synthesis
+    audio: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Interruption:
+    """A barge-in not yet confirmed by words: if none come, the bot resumes ``sentences``."""
+
+    heard_text: str
+    sentences: tuple[_Sentence, ...]
 
 
 @dataclass
@@ -90,7 +104,7 @@ class _LatencyProbe:
     first_audio_at: float = 0.0
     tts_engine_ms: float = 0.0
 
-    def finish(self, first_frame_at: float, started_at: float) -> TurnLatency:
+    def finish(self, first_frame_at: float, started_at: float, filler_frame_at: float | None) -> TurnLatency:
         return TurnLatency(
             turn=self.turn,
             speech_end_at=self.speech_end_at - started_at,
@@ -101,6 +115,7 @@ class _LatencyProbe:
             first_frame_at=first_frame_at - started_at,
             stt_engine_ms=self.stt_engine_ms,
             stt_speculative=self.stt_speculative,
+            filler_frame_at=None if filler_frame_at is None else filler_frame_at - started_at,
             bot_ms=(self.first_text_at - self.stt_done_at) * 1000,
             tts_engine_ms=self.tts_engine_ms,
         )
@@ -146,6 +161,10 @@ class CallSession:
         self._last_activity = self.started_at
         self._silence_prompted = False
         self._hangup_reason: str | None = None
+        self._interruption: _Interruption | None = None
+        self._fillers = itertools.cycle(settings.turn.fillers)
+        self._filler_marks: set[str] = set()
+        self._filler_frames: dict[int, float] = {}
         self.dropped_frames = 0
         self.protocol_errors = 0
 
@@ -261,6 +280,9 @@ class CallSession:
         self._last_activity = signal.at
         if signal.speech_ms < self._settings.turn.min_utterance_ms:
             self._stt.discard_utterance()
+            if self._interruption is not None:
+                self._turn += 1
+                self._start_reply(self._turn, self._resume())
             return
         assert self._group is not None
         self._unanswered.append(self._group.create_task(self._recognise(), name="stt"))
@@ -277,7 +299,8 @@ class CallSession:
         if reply is None:
             return
         heard_text, heard_ms, total_ms = self._heard(reply, now)
-        self.bot.interrupted(heard_text)
+        unheard = tuple(s for s in reply.sentences if not s.heard)
+        self._interruption = _Interruption(heard_text, unheard)
         self._emit(
             Interruption(
                 at=self._rel(now),
@@ -348,20 +371,60 @@ class CallSession:
         assert self._reply is not None
         text = self.bot.greeting()
         audio = await self._engines.tts.render(text)
-        self._queue_sentence(self._reply, text, audio)
+        self._queue_audio_sentence(self._reply, text, audio)
 
     async def _answer(self, turn: int, signal: TurnEnded) -> None:
         reply = self._reply
-        assert reply is not None
-        transcripts = await self._collect_transcripts()
-        stt_done = self._clock.now()
-        text = " ".join(t.text for t in transcripts if t.text).strip()
-        if not text:
+        assert reply is not None and self._group is not None
+        filler: asyncio.Task[None] | None = None
+        if self._settings.turn.filler_after_ms:
+            deadline = signal.speech_end_at + self._settings.turn.filler_after_ms / 1000
+            filler = self._group.create_task(self._cover_silence(reply, deadline), name=f"filler-{turn}")
+        try:
+            transcripts = await self._collect_transcripts()
+            stt_done = self._clock.now()
+            for transcript in transcripts:
+                if transcript.degraded:
+                    self._emit(
+                        VendorDegraded(at=self._rel(stt_done), turn=turn, stage="stt", reason=transcript.degraded)
+                    )
+            text = " ".join(t.text for t in transcripts if t.text).strip()
+            if not text:
+                await self._resume()
+                return
+            if self._interruption is not None:
+                self.bot.interrupted(self._interruption.heard_text)
+                self._interruption = None
+            self._emit(CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms))
+            last = transcripts[-1]
+            probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, last.engine_ms, last.speculative)
+            await self._speak(reply, self.bot.respond(text), probe)
+        finally:
+            if filler is not None:
+                filler.cancel()
+
+    async def _resume(self) -> None:
+        """The caller's barge-in held no words: say again what they did not hear."""
+        interruption, self._interruption = self._interruption, None
+        reply = self._reply
+        if interruption is None or reply is None or not interruption.sentences:
             return
-        self._emit(CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms))
-        last = transcripts[-1]
-        probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, last.engine_ms, last.speculative)
-        await self._speak(reply, self.bot.respond(text), probe)
+        for sentence in interruption.sentences:
+            self._queue_audio_sentence(reply, sentence.text, b"".join(sentence.audio))
+        text = " ".join(s.text for s in interruption.sentences)
+        self._emit(ReplyResumed(at=self._rel(self._clock.now()), turn=reply.turn, text=text))
+
+    async def _cover_silence(self, reply: _Reply, deadline: float) -> None:
+        """If the answer has not started by ``deadline``, play a short filler first."""
+        await asyncio.sleep(max(0.0, deadline - self._clock.now()))
+        if reply.sentences or self._reply is not reply:
+            return
+        text = next(self._fillers)
+        audio = await self._engines.tts.render(text)
+        if reply.sentences or self._reply is not reply:
+            return
+        self._filler_marks.add(self._queue_audio_sentence(reply, text, audio))
+        self._emit(FillerPlayed(at=self._rel(self._clock.now()), turn=reply.turn, text=text))
 
     async def _recognise(self) -> Transcript:
         """The turn's transcript; a failing recogniser loses this turn, not the call."""
@@ -385,7 +448,7 @@ class CallSession:
     async def _say(self, text: str, *, hang_up: str | None = None) -> None:
         """A fixed phrase (silence prompt, goodbye), from the TTS cache."""
         assert self._reply is not None
-        self._queue_sentence(self._reply, text, await self._engines.tts.render(text))
+        self._queue_audio_sentence(self._reply, text, await self._engines.tts.render(text))
         if hang_up is not None:
             self._hang_up_after_playout(hang_up, self._reply)
 
@@ -406,23 +469,43 @@ class CallSession:
             self._hang_up_after_playout(hang_up, reply)
 
     async def _synthesize(self, reply: _Reply, text: str, probe: _LatencyProbe | None) -> None:
-        chunks = []
+        """Queue the sentence's audio chunk by chunk, as the engine produces it."""
+        sentence: _Sentence | None = None
         async for chunk in self._engines.tts.synthesize(text):
-            if probe is not None and not probe.first_audio_at:
-                probe.first_audio_at = self._clock.now()
-                probe.tts_engine_ms = chunk.engine_ms
-                self._probes[f"t{reply.turn}.{len(reply.sentences)}"] = probe
-            chunks.append(chunk.ulaw)
-        self._queue_sentence(reply, text, b"".join(chunks))
+            if sentence is None:
+                sentence = self._open_sentence(reply, text)
+                if probe is not None and not probe.first_audio_at:
+                    probe.first_audio_at = self._clock.now()
+                    probe.tts_engine_ms = chunk.engine_ms
+                    self._probes[sentence.mark] = probe
+                if chunk.degraded:
+                    self._emit(
+                        VendorDegraded(
+                            at=self._rel(self._clock.now()), turn=reply.turn, stage="tts", reason=chunk.degraded
+                        )
+                    )
+            self._append_audio(sentence, chunk.ulaw)
+        if sentence is not None:
+            self.outbound.enqueue_mark(sentence.mark)
 
-    def _queue_sentence(self, reply: _Reply, text: str, ulaw: bytes) -> None:
-        mark = f"t{reply.turn}.{len(reply.sentences)}"
-        sentence = _Sentence(mark, text, duration_ms(len(ulaw)))
+    def _open_sentence(self, reply: _Reply, text: str) -> _Sentence:
+        sentence = _Sentence(f"t{reply.turn}.{len(reply.sentences)}", text)
         reply.sentences.append(sentence)
         self._playing = reply
-        self._by_mark[mark] = (reply, sentence)
-        self.outbound.enqueue_audio(mark, ulaw)
-        self.outbound.enqueue_mark(mark)
+        self._by_mark[sentence.mark] = (reply, sentence)
+        return sentence
+
+    def _append_audio(self, sentence: _Sentence, ulaw: bytes) -> None:
+        sentence.audio.append(ulaw)
+        sentence.audio_ms += duration_ms(len(ulaw))
+        self.outbound.enqueue_audio(sentence.mark, ulaw)
+
+    def _queue_audio_sentence(self, reply: _Reply, text: str, ulaw: bytes) -> str:
+        """A sentence whose audio is all there (cached phrases, resumed replies); returns its mark."""
+        sentence = self._open_sentence(reply, text)
+        self._append_audio(sentence, ulaw)
+        self.outbound.enqueue_mark(sentence.mark)
+        return sentence.mark
 
     def _on_first_frame(self, utterance: str, at: float) -> None:
         entry = self._by_mark.get(utterance)
@@ -430,9 +513,12 @@ class CallSession:
             entry[0].first_frame_at = at
         if utterance == "t0.0":
             self._emit(GreetingLatency(at=self._rel(at), latency_ms=self._rel(at) * 1000))
+        if utterance in self._filler_marks:
+            self._filler_marks.discard(utterance)
+            self._filler_frames[entry[0].turn if entry else -1] = at
         probe = self._probes.pop(utterance, None)
         if probe is not None:
-            self._emit(probe.finish(at, self.started_at))
+            self._emit(probe.finish(at, self.started_at, self._filler_frames.pop(probe.turn, None)))
 
     def _hang_up_after_playout(self, reason: str, reply: _Reply) -> None:
         self._hangup_reason = reason

@@ -65,6 +65,8 @@ class Transcript:
     engine_ms: float
     #: recognition started at a pause before the turn ended, hiding part of the engine's time
     speculative: bool = False
+    #: why the primary engine was not used for this transcript (a fallback served it), if so
+    degraded: str = ""
 
 
 class SttStream(ABC):
@@ -126,6 +128,8 @@ class SpeechChunk:
     ulaw: bytes
     #: time spent in the engine to produce this chunk, in milliseconds
     engine_ms: float
+    #: why the primary engine was not used for this chunk (a fallback served it), if so
+    degraded: str = ""
 
 
 class TextToSpeech(ABC):
