@@ -13,7 +13,15 @@ import aiohttp
 from bots.base import Bot, BotAction, BotFactory, CallContext, EndCall, Say
 from runtime.config import SilenceOptions, TurnOptions
 from runtime.engines import EngineOptions, Engines, load_engines
-from runtime.events import BotUtterance, CallerUtterance, Silence, TurnLatency
+from runtime.events import (
+    BotUtterance,
+    CallerUtterance,
+    FillerPlayed,
+    Interruption,
+    ReplyResumed,
+    Silence,
+    TurnLatency,
+)
 from runtime.speech import SpeechEngineError, Transcript
 from runtime.stt import ScriptedStt, ScriptedSttStream
 from runtime.tts import ScriptedTts
@@ -219,3 +227,60 @@ async def test_a_failed_recognition_does_not_break_the_next_turn(
     assert bot.heard == ["first"]  # the failed turn is lost, the next one is answered
     report = server.state.reports.get(driver.call_sid)
     assert report is not None and report.end_reason == "stream_stopped"
+
+
+class LongGreeter(Recorder):
+    def greeting(self) -> str:
+        return "Hello and welcome. This greeting is long enough to talk over it. We help buyers and sellers."
+
+    def interrupted(self, heard_text: str) -> None:
+        self.heard.append(f"interrupted after: {heard_text}")
+
+
+async def test_a_barge_in_with_no_words_resumes_the_interrupted_reply(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = LongGreeter()
+    deaf = Engines(vad=scripted_engines.vad, stt=ScriptedStt([""]), tts=ScriptedTts())
+    server = await start_server(deaf, OneBot(bot))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(1.5)
+    await driver.send_audio(await ScriptedTts().render("Uh hm, ah."))  # a noise the recogniser hears as nothing
+    await driver.send_silence(2.0)
+    await driver.stop()
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    [interruption] = [e for e in report.events if isinstance(e, Interruption)]
+    [resumed] = [e for e in report.events if isinstance(e, ReplyResumed)]
+    assert interruption.heard_text and resumed.text
+    # The resumed text is the part not heard: it starts with the sentence that was cut off.
+    assert bot.greeting().endswith(resumed.text)
+    assert bot.heard == []  # the bot was never told about an interruption that was not one
+    clear_index = next(i for i, e in enumerate(driver.received) if isinstance(e, ms.OutClear))
+    assert sum(isinstance(e, ms.OutMedia) for e in driver.received[clear_index:]) > 50  # it spoke again
+
+
+async def test_a_late_answer_is_covered_by_a_filler(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Recorder()
+    slow = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["a house"], latency_s=1.2), tts=ScriptedTts())
+    server = await start_server(slow, OneBot(bot), turn=TurnOptions(speculate_after_ms=0, filler_after_ms=700))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(2.5)
+    await driver.echo_marks()
+    await driver.send_audio(await ScriptedTts().render("I want a house."))
+    await driver.send_silence(3.0)
+    await driver.stop()
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    [filler] = [e for e in report.events if isinstance(e, FillerPlayed)]
+    assert filler.text in TurnOptions().fillers
+    [turn] = report.turn_latencies()
+    assert turn.filler_frame_at is not None and turn.filler_frame_at < turn.first_frame_at
+    assert 650 <= turn.first_audio_ms < turn.total_ms  # the filler went out ~700 ms after speech end
+    assert bot.heard == ["a house"]  # the real answer still came, after the filler
