@@ -42,7 +42,16 @@ class EndCall:
     kind: Literal["end_call"] = "end_call"
 
 
-BotAction = Say | EndCall
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the call should record but not say (e.g. the brain fell back to the scripted one)."""
+
+    stage: Literal["llm"]
+    reason: str
+    kind: Literal["notice"] = "notice"
+
+
+BotAction = Say | EndCall | Notice
 
 
 class Bot(ABC):

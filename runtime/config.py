@@ -14,6 +14,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from runtime.engines import EngineOptions
+from runtime.vendors import VendorOptions
 
 T = TypeVar("T")
 
@@ -126,6 +127,8 @@ class Settings:
     #: Twilio sends `start` right after connecting; a socket that does not is not a call.
     stream_start_timeout_s: float = 10.0
     log_level: str = "INFO"
+    #: the bot's brain: the scripted Lead bot, or Claude (falling back to the scripted brain)
+    llm: str = "scripted"
     engines: EngineOptions = field(default_factory=lambda: EngineOptions(stt="whisper", tts="piper"))
     turn: TurnOptions = field(default_factory=TurnOptions)
     silence: SilenceOptions = field(default_factory=SilenceOptions)
@@ -179,6 +182,7 @@ class _EnvReader:
             max_calls=self.get("LEADLINE_MAX_CALLS", _positive_int, 60, "must be a positive integer"),
             max_call_s=self.get("LEADLINE_MAX_CALL_S", _positive_float, 1800.0, "must be > 0"),
             log_level=self.get("LEADLINE_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+            llm=self.get("LEADLINE_LLM", _choice("scripted", "anthropic"), "scripted", "'scripted' or 'anthropic'"),
             engines=self.engines(),
             turn=self.group(
                 TurnOptions,
@@ -204,14 +208,58 @@ class _EnvReader:
         return Settings(**values)  # type: ignore[arg-type]  # keys checked by the dataclass itself
 
     def engines(self) -> EngineOptions:
-        stt = self.get("LEADLINE_STT", _choice("whisper", "scripted"), "whisper", "'whisper' or 'scripted'")
-        tts = self.get("LEADLINE_TTS", _choice("piper", "scripted"), "piper", "'piper' or 'scripted'")
+        stt = self.get(
+            "LEADLINE_STT", _choice("whisper", "scripted", "deepgram"), "whisper", "whisper, scripted or deepgram"
+        )
+        tts = self.get(
+            "LEADLINE_TTS", _choice("piper", "scripted", "elevenlabs"), "piper", "piper, scripted or elevenlabs"
+        )
+        stt_fallback = self.get(
+            "LEADLINE_STT_FALLBACK", _choice("whisper", "scripted", "none"), "whisper", "whisper, scripted or none"
+        )
+        tts_fallback = self.get(
+            "LEADLINE_TTS_FALLBACK", _choice("piper", "scripted", "none"), "piper", "piper, scripted or none"
+        )
         threads = self.get("LEADLINE_STT_THREADS", _positive_int, 2, "must be a positive integer")
+        vendors = self.vendors()
+        llm = self.env.get("LEADLINE_LLM", "scripted")
+        for name in vendors.missing(stt, tts, llm):
+            self.problems.append(f"{name} is required by the chosen vendor (LEADLINE_STT/TTS/LLM)")
         try:
-            return EngineOptions(stt=stt, tts=tts, stt_threads=threads)  # type: ignore[arg-type]
+            return EngineOptions(
+                stt=stt,  # type: ignore[arg-type]  # checked by _choice
+                tts=tts,  # type: ignore[arg-type]
+                stt_fallback=stt_fallback,  # type: ignore[arg-type]
+                tts_fallback=tts_fallback,  # type: ignore[arg-type]
+                stt_threads=threads,
+                vendors=vendors,
+            )
         except ValueError as e:
             self.problems.append(f"engines: {e}")
             return EngineOptions(stt="scripted", tts="scripted")
+
+    def vendors(self) -> VendorOptions:
+        defaults = VendorOptions()
+        urls = {
+            "deepgram_base_url": ("DEEPGRAM_BASE_URL", ("ws", "wss")),
+            "elevenlabs_base_url": ("ELEVENLABS_BASE_URL", ("ws", "wss")),
+            "anthropic_base_url": ("ANTHROPIC_BASE_URL", ("http", "https")),
+            "twilio_api_base_url": ("TWILIO_API_BASE_URL", ("http", "https")),
+        }
+        values: dict[str, str] = {
+            "deepgram_api_key": self.env.get("DEEPGRAM_API_KEY", ""),
+            "elevenlabs_api_key": self.env.get("ELEVENLABS_API_KEY", ""),
+            "elevenlabs_voice_id": self.env.get("ELEVENLABS_VOICE_ID", ""),
+            "anthropic_api_key": self.env.get("ANTHROPIC_API_KEY", ""),
+            "twilio_account_sid": self.env.get("TWILIO_ACCOUNT_SID", ""),
+            "deepgram_model": self.env.get("DEEPGRAM_MODEL", "") or defaults.deepgram_model,
+            "anthropic_model": self.env.get("ANTHROPIC_MODEL", "") or defaults.anthropic_model,
+        }
+        for attr, (name, schemes) in urls.items():
+            values[attr] = self.get(
+                name, _base_url(schemes), getattr(defaults, attr), f"must be a {'/'.join(schemes)} URL"
+            )
+        return VendorOptions(**values)
 
     def group(self, kind: Callable[..., T], **fields: tuple[str, Callable[[str], object]]) -> T:
         values = {}
@@ -264,6 +312,16 @@ def _public_url(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return raw.rstrip("/")
+
+
+def _base_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ValueError("bad base URL")
+        return raw.rstrip("/")
+
+    return parse
 
 
 def _slug(raw: str) -> str:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from runtime.fallback import CircuitBreaker, FallbackStt, FallbackTts
 from runtime.speech import SpeechToText, TextToSpeech, Vad
 from runtime.stt import ScriptedStt, WhisperStt
 from runtime.tts import PiperTts, ScriptedTts
 from runtime.vad import DEFAULT_GATHER_MS, SileroVad
+from runtime.vendors import VendorOptions
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +36,12 @@ DEFAULT_SCRIPTED_TRANSCRIPTS = (
 class EngineOptions:
     """Which speech engines to run and how many threads each may use."""
 
-    stt: Literal["whisper", "scripted"]
-    tts: Literal["piper", "scripted"]
+    stt: Literal["whisper", "scripted", "deepgram"]
+    tts: Literal["piper", "scripted", "elevenlabs"]
+    #: the local engines a vendor falls back to when it fails ("none": no fallback)
+    stt_fallback: Literal["whisper", "scripted", "none"] = "whisper"
+    tts_fallback: Literal["piper", "scripted", "none"] = "piper"
+    vendors: VendorOptions = field(default_factory=VendorOptions)
     #: Whisper tiny.en with 2 threads was ~30 % faster than with 1 (offline-engines.md §2).
     stt_threads: int = 2
     #: One Piper thread leaves the second core of a 2-core box to Whisper (offline-engines.md §1).
@@ -46,9 +52,9 @@ class EngineOptions:
     scripted_transcripts: tuple[str, ...] = DEFAULT_SCRIPTED_TRANSCRIPTS
 
     def __post_init__(self) -> None:
-        if self.stt not in ("whisper", "scripted"):
+        if self.stt not in ("whisper", "scripted", "deepgram"):
             raise ValueError(f"unknown stt engine {self.stt!r}")
-        if self.tts not in ("piper", "scripted"):
+        if self.tts not in ("piper", "scripted", "elevenlabs"):
             raise ValueError(f"unknown tts engine {self.tts!r}")
         if self.stt_threads < 1 or self.tts_threads < 1:
             raise ValueError("stt_threads and tts_threads must be >= 1")
@@ -86,7 +92,21 @@ def load_engines(options: EngineOptions) -> Engines:
 
 
 def _load_stt(options: EngineOptions) -> SpeechToText:
-    if options.stt == "scripted":
+    if options.stt != "deepgram":
+        return _local_stt(options.stt, options)
+    from runtime.deepgram_stt import DeepgramStt
+
+    vendors = options.vendors
+    vendor = DeepgramStt(
+        api_key=vendors.deepgram_api_key, base_url=vendors.deepgram_base_url, model=vendors.deepgram_model
+    )
+    if options.stt_fallback == "none":
+        return vendor
+    return FallbackStt(vendor, _local_stt(options.stt_fallback, options), CircuitBreaker("deepgram"))
+
+
+def _local_stt(kind: str, options: EngineOptions) -> SpeechToText:
+    if kind == "scripted":
         return ScriptedStt(options.scripted_transcripts)
     stt = WhisperStt(cpu_threads=options.stt_threads)
     stt.warm_up()
@@ -94,7 +114,24 @@ def _load_stt(options: EngineOptions) -> SpeechToText:
 
 
 def _load_tts(options: EngineOptions) -> TextToSpeech:
-    if options.tts == "scripted":
+    if options.tts != "elevenlabs":
+        return _local_tts(options.tts, options)
+    from runtime.elevenlabs_tts import ElevenLabsTts
+
+    vendors = options.vendors
+    vendor = ElevenLabsTts(
+        api_key=vendors.elevenlabs_api_key,
+        voice_id=vendors.elevenlabs_voice_id,
+        base_url=vendors.elevenlabs_base_url,
+        model_id=vendors.elevenlabs_model,
+    )
+    if options.tts_fallback == "none":
+        return vendor
+    return FallbackTts(vendor, _local_tts(options.tts_fallback, options), CircuitBreaker("elevenlabs"))
+
+
+def _local_tts(kind: str, options: EngineOptions) -> TextToSpeech:
+    if kind == "scripted":
         return ScriptedTts()
     tts = PiperTts(intra_op_threads=options.tts_threads)
     tts.warm_up()

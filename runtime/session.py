@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bots.base import Bot, BotAction, CallContext, EndCall
+from bots.base import Bot, BotAction, CallContext, EndCall, Notice
 from runtime.audio import duration_ms, ulaw_to_pcm
 from runtime.clock import Clock
 from runtime.config import Settings
@@ -458,6 +458,10 @@ class CallSession:
         async for action in actions:
             if isinstance(action, EndCall):
                 hang_up = action.reason
+                continue
+            if isinstance(action, Notice):
+                now = self._rel(self._clock.now())
+                self._emit(VendorDegraded(at=now, turn=reply.turn, stage=action.stage, reason=action.reason))
                 continue
             if probe is not None and not probe.first_text_at:
                 probe.first_text_at = self._clock.now()

@@ -62,3 +62,41 @@ def test_env_values_reach_the_option_groups() -> None:
 def test_out_of_range_group_value_is_reported() -> None:
     with pytest.raises(ConfigError, match="lead_ms"):
         Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_OUTPUT_LEAD_MS": "5"})
+
+
+def test_a_chosen_vendor_without_its_key_is_a_start_up_error() -> None:
+    env = {
+        "TWILIO_AUTH_TOKEN": "x",
+        "LEADLINE_STT": "deepgram",
+        "LEADLINE_TTS": "elevenlabs",
+        "LEADLINE_LLM": "anthropic",
+    }
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    assert {p.split()[0] for p in error.value.problems} == {
+        "DEEPGRAM_API_KEY", "ELEVENLABS_API_KEY", "ELEVENLABS_VOICE_ID", "ANTHROPIC_API_KEY",
+    }  # fmt: skip
+
+
+def test_vendor_base_urls_point_the_clients_at_emulators() -> None:
+    settings = Settings.from_env(
+        {
+            "TWILIO_AUTH_TOKEN": "x",
+            "LEADLINE_STT": "deepgram",
+            "DEEPGRAM_API_KEY": "dg",
+            "DEEPGRAM_BASE_URL": "ws://127.0.0.1:9001/",
+            "LEADLINE_LLM": "anthropic",
+            "ANTHROPIC_API_KEY": "an",
+            "ANTHROPIC_BASE_URL": "http://127.0.0.1:9002",
+        }
+    )
+    vendors = settings.engines.vendors
+    assert vendors.deepgram_base_url == "ws://127.0.0.1:9001"
+    assert vendors.anthropic_base_url == "http://127.0.0.1:9002"
+    assert vendors.elevenlabs_base_url == "wss://api.elevenlabs.io"  # untouched: production
+    assert settings.llm == "anthropic" and settings.engines.stt == "deepgram"
+
+
+def test_bad_vendor_base_url_is_reported() -> None:
+    with pytest.raises(ConfigError, match="DEEPGRAM_BASE_URL"):
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "DEEPGRAM_BASE_URL": "http://nope"})
