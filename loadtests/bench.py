@@ -8,7 +8,9 @@ which samples the server's CPU and memory and then reads every call's report ove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import secrets
 import statistics
 import sys
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ import aiohttp
 import psutil
 
 from runtime.histogram import MsHistogram, percentile
-from runtime.server_process import LocalServer, local_server
+from runtime.server_process import LocalServer, child_process, local_server
 
 #: Samples taken during the ramp and the last seconds are left out of the steady-state figures.
 SAMPLE_PERIOD_S = 1.0
@@ -40,8 +42,10 @@ class BenchOptions:
     ramp_s: float = 5.0
     output_dir: Path = Path("bench-output")
     port: int = 18480
-    stt: str = "scripted"
-    tts: str = "scripted"
+    #: "local": scripted STT/TTS in the server (the runtime alone); "emulated": Deepgram,
+    #: Anthropic, ElevenLabs and Twilio emulators at their published median latencies, one
+    #: process each (the production pipeline with the vendors simulated)
+    vendors: str = "local"
 
 
 def _summary(values: Sequence[float]) -> dict[str, float]:
@@ -99,6 +103,15 @@ def aggregate(
         "load_errors": load["errors"][:10],
         "turns": len(turns),
         "runtime_overhead_ms": _summary([t["runtime_overhead_ms"] for t in turns]),
+        "stages_ms": {
+            "endpointing": _summary([t["endpointing_ms"] for t in turns]),
+            "stt_after_turn_end": _summary([t["stt_engine_ms"] for t in turns]),
+            "llm_first_text": _summary([t["bot_ms"] for t in turns]),
+            "tts_first_byte": _summary([t["tts_engine_ms"] for t in turns]),
+        },
+        "first_audio_ms": _summary([t["first_audio_ms"] for t in turns]),
+        "fillers": sum(e["kind"] == "filler" for r in reports for e in r["events"]),
+        "vendor_degraded": sum(e["kind"] == "vendor_degraded" for r in reports for e in r["events"]),
         "turn_latency_server_ms": _summary([t["total_ms"] for t in turns]),
         "endpointing_ms": _summary([t["endpointing_ms"] for t in turns]),
         "turn_latency_caller_ms": _summary([v for c in calls for v in c["turn_latency_ms"]]),
@@ -142,14 +155,41 @@ def _count(values: Any) -> dict[str, int]:
 async def run_bench(options: BenchOptions) -> dict[str, Any]:
     out = options.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    env = {
-        "LEADLINE_STT": options.stt,
-        "LEADLINE_TTS": options.tts,
-        "LEADLINE_MAX_CALLS": str(options.calls + 10),
-        "LEADLINE_LOG_LEVEL": "WARNING",
-    }
-    async with local_server(options.port, out / "server.log", **env) as server:
+    env = {"LEADLINE_MAX_CALLS": str(options.calls + 10), "LEADLINE_LOG_LEVEL": "WARNING"}
+    async with contextlib.AsyncExitStack() as stack:
+        if options.vendors == "emulated":
+            env.update(await _start_emulators(stack, options))
+        else:
+            env.update(LEADLINE_STT="scripted", LEADLINE_TTS="scripted")
+        server = await stack.enter_async_context(local_server(options.port, out / "server.log", **env))
         return await _drive(options, server)
+
+
+async def _start_emulators(stack: contextlib.AsyncExitStack, options: BenchOptions) -> dict[str, str]:
+    """One emulator process per vendor; returns the server settings that point at them."""
+    key, token, sid = secrets.token_hex(8), secrets.token_hex(8), "AC" + secrets.token_hex(16)
+    ports = {vendor: options.port + 1 + i for i, vendor in enumerate(("deepgram", "anthropic", "elevenlabs", "twilio"))}
+    for vendor, port in ports.items():
+        args = ["runtime.cli", "emulate", vendor, "--port", str(port), "--engines", "scripted", "--api-key", key]
+        args += ["--account-sid", sid, "--auth-token", token]
+        ready = f"http://127.0.0.1:{port}/_emulator/state"
+        await stack.enter_async_context(child_process(args, ready, options.output_dir / f"{vendor}.log"))
+    return {
+        "LEADLINE_STT": "deepgram",
+        "DEEPGRAM_API_KEY": key,
+        "DEEPGRAM_BASE_URL": f"ws://127.0.0.1:{ports['deepgram']}",
+        "LEADLINE_STT_FALLBACK": "scripted",
+        "LEADLINE_LLM": "anthropic",
+        "ANTHROPIC_API_KEY": key,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{ports['anthropic']}",
+        "LEADLINE_TTS": "elevenlabs",
+        "ELEVENLABS_API_KEY": key,
+        "ELEVENLABS_VOICE_ID": "bench-voice",
+        "ELEVENLABS_BASE_URL": f"ws://127.0.0.1:{ports['elevenlabs']}",
+        "LEADLINE_TTS_FALLBACK": "scripted",
+        "TWILIO_ACCOUNT_SID": sid,
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{ports['twilio']}",
+    }
 
 
 async def _drive(options: BenchOptions, server: LocalServer) -> dict[str, Any]:
@@ -185,6 +225,9 @@ def format_result(result: dict[str, Any]) -> str:
         f"turns measured             {result['turns']}",
         f"runtime overhead ms        p50 {o.get('p50')}  p95 {o.get('p95')}  p99 {o.get('p99')}  max {o.get('max')}",
         f"turn latency (server) ms   {result['turn_latency_server_ms']}",
+        f"  by stage ms              {result['stages_ms']}",
+        f"first audio incl. fillers  {result['first_audio_ms']}  fillers {result['fillers']}"
+        f"  degraded stages {result['vendor_degraded']}",
         f"turn latency (caller) ms   {result['turn_latency_caller_ms']}",
         f"pacing jitter ms           p50 {p['jitter_ms_p50']}  p99 {p['jitter_ms_p99']}  max {p['jitter_ms_max']}"
         f"  over {p['frames']} frames",

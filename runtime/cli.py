@@ -116,12 +116,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     logs.configure("WARNING")
     options = BenchOptions(
-        calls=args.calls, seconds=args.seconds, ramp_s=args.ramp_s, output_dir=Path(args.out), port=args.port
+        calls=args.calls,
+        seconds=args.seconds,
+        ramp_s=args.ramp_s,
+        output_dir=Path(args.out),
+        port=args.port,
+        vendors=args.vendors,
     )
-    print(f"bench: {options.calls} calls for {options.seconds:.0f} s (scripted STT/TTS) ...", flush=True)
+    what = "vendors emulated" if args.vendors == "emulated" else "scripted STT/TTS"
+    print(f"bench: {options.calls} calls for {options.seconds:.0f} s ({what}) ...", flush=True)
     result = run_async(run_bench(options))
     print(format_result(result))
     print(f"details: {options.output_dir / 'bench.json'}")
+    return 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from emulators.cli import VENDORS, serve
+
+    logs.configure("INFO")
+    run_async(serve(list(VENDORS) if args.vendor == "all" else [args.vendor], args))
     return 0
 
 
@@ -146,12 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output")
     p.set_defaults(func=_cmd_demo)
 
+    p = commands.add_parser("emulate", help="run local emulators of the vendors (Deepgram, Anthropic, ...)")
+    from emulators.cli import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_cmd_emulate)
+
     p = commands.add_parser("bench", help="concurrent simulated calls against a real server on loopback")
     p.add_argument("--calls", type=int, default=50)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--ramp-s", type=float, default=5.0)
     p.add_argument("--port", type=int, default=18480)
     p.add_argument("--out", default="bench-output")
+    p.add_argument(
+        "--vendors",
+        choices=("local", "emulated"),
+        default="local",
+        help="local: scripted engines in the server; emulated: Deepgram/Anthropic/ElevenLabs/Twilio emulators",
+    )
     p.set_defaults(func=_cmd_bench)
     return parser
 

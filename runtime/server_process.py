@@ -1,4 +1,4 @@
-"""A ``leadline serve`` child process on loopback, for the demo and the benchmark.
+"""Child processes on loopback (the server, vendor emulators) for the demo and the benchmark.
 
 Running the server in its own process keeps its timing honest: the simulated callers' own CPU
 (audio pacing, transcription) never runs on the server's event loop.
@@ -39,6 +39,22 @@ class LocalServer:
 
 
 @asynccontextmanager
+async def child_process(
+    args: list[str], ready_url: str, log_path: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run ``python -m <args>`` until the block ends, once ``ready_url`` answers 200."""
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", *args, env=env, stdout=log, stderr=log)
+        try:
+            await _wait_ready(ready_url, process, log_path)
+            yield process
+        finally:
+            if process.returncode is None:
+                process.terminate()
+            await process.wait()
+
+
+@asynccontextmanager
 async def local_server(port: int, log_path: Path, **env: str) -> AsyncIterator[LocalServer]:
     """Start ``leadline serve`` with fresh tokens, wait until /health says ready, stop it after."""
     url = f"http://127.0.0.1:{port}"
@@ -51,30 +67,21 @@ async def local_server(port: int, log_path: Path, **env: str) -> AsyncIterator[L
         LEADLINE_PORT=str(port),
         **env,
     )
-    with open(log_path, "wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "runtime.cli", "serve", env=server_env, stdout=log, stderr=log
-        )
-        try:
-            await _wait_healthy(url, process, log_path)
-            yield LocalServer(url, auth_token, api_token, process.pid)
-        finally:
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
+    async with child_process(["runtime.cli", "serve"], url + "/health", log_path, server_env) as process:
+        yield LocalServer(url, auth_token, api_token, process.pid)
 
 
-async def _wait_healthy(url: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
+async def _wait_ready(url: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             if process.returncode is not None:
-                raise RuntimeError(f"the server exited during start-up; see {log_path}")
+                raise RuntimeError(f"the process exited during start-up; see {log_path}")
             try:
-                async with http.get(url + "/health") as response:
+                async with http.get(url) as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"the server was not ready after {STARTUP_TIMEOUT_S:.0f} s; see {log_path}")
+    raise RuntimeError(f"not ready after {STARTUP_TIMEOUT_S:.0f} s; see {log_path}")
