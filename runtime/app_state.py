@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ class ServerState:
     protocol_errors: Counter[str] = field(default_factory=Counter)
     background: set[asyncio.Task[object]] = field(default_factory=set)
     load: Callable[[EngineOptions], Engines] = load_engines
+    #: vendor clients the app owns, closed at shutdown
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     validator: WebhookValidator = field(init=False)
 
     def __post_init__(self) -> None:

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
 from bots.base import BotFactory, CallContext
+from bots.fallback import FallbackBotFactory
 from bots.lead import LeadBotFactory
+from bots.llm_bot import LlmBotFactory
+from runtime.anthropic_llm import AnthropicLlm
 from runtime.app_state import STATE, ServerState
 from runtime.config import Settings
 from runtime.engines import EngineOptions, Engines, load_engines
+from runtime.fallback import CircuitBreaker
 from runtime.media_socket import media_stream
 from runtime.report import CallReport
 from telephony.call_state import CallLifecycle, IllegalTransition
@@ -42,8 +46,11 @@ def create_app(
     runs ``load`` in the background and reports 503 on /health until the engines are in.
     ``bots`` defaults to the Lead bot with the configured persona."""
     app = web.Application(client_max_size=256 * 1024)
-    bots = bots or LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if bots is None:
+        bots = _bot_factory(settings, closers)
     app[STATE] = ServerState(settings=settings, bots=bots, engines=engines, load=load)
+    app[STATE].closers.extend(closers)
     app.router.add_get("/health", health)
     app.router.add_post("/twilio/voice", voice_webhook)
     app.router.add_post("/twilio/status", status_callback)
@@ -55,6 +62,21 @@ def create_app(
     return app
 
 
+def _bot_factory(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> BotFactory:
+    """The scripted Lead bot, or Claude with the Lead bot as its fallback brain."""
+    persona = settings.persona
+    scripted = LeadBotFactory(persona.business_name, persona.bot_name)
+    if settings.llm != "anthropic":
+        return scripted
+    vendors = settings.engines.vendors
+    llm = AnthropicLlm(
+        api_key=vendors.anthropic_api_key, base_url=vendors.anthropic_base_url, model=vendors.anthropic_model
+    )
+    closers.append(llm.aclose)
+    primary = LlmBotFactory(llm, business_name=persona.business_name, bot_name=persona.bot_name)
+    return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
+
+
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     owned = state.engines is None
@@ -63,6 +85,8 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         state.spawn(_render_fixed_phrases(state))
     yield
+    for close in state.closers:
+        await close()
     if owned and state.engines is not None:
         await state.engines.aclose()
 

@@ -9,6 +9,7 @@ itself when the bot hangs up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable
@@ -121,6 +122,18 @@ class _LatencyProbe:
         )
 
 
+@contextlib.asynccontextmanager
+async def _closing(actions: AsyncIterator[BotAction]) -> AsyncIterator[None]:
+    """Close the bot's reply stream when we stop reading it (barge-in, hang-up), so a vendor
+    request behind it is dropped at once rather than when the generator is collected."""
+    try:
+        yield
+    finally:
+        close = getattr(actions, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class CallSession:
     """The pipeline of one call, from Twilio's ``start`` to hang-up."""
 
@@ -162,6 +175,7 @@ class CallSession:
         self._silence_prompted = False
         self._hangup_reason: str | None = None
         self._interruption: _Interruption | None = None
+        self._hangup_request: str | None = None
         self._fillers = itertools.cycle(settings.turn.fillers)
         self._filler_marks: set[str] = set()
         self._filler_frames: dict[int, float] = {}
@@ -455,9 +469,20 @@ class CallSession:
     async def _speak(self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None) -> None:
         splitter = SentenceSplitter()
         hang_up: str | None = None
+        async with _closing(actions):
+            await self._consume(reply, actions, probe, splitter)
+        for sentence in splitter.flush():
+            await self._synthesize(reply, sentence, probe)
+        if self._hangup_request is not None:
+            hang_up, self._hangup_request = self._hangup_request, None
+            self._hang_up_after_playout(hang_up, reply)
+
+    async def _consume(
+        self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None, splitter: SentenceSplitter
+    ) -> None:
         async for action in actions:
             if isinstance(action, EndCall):
-                hang_up = action.reason
+                self._hangup_request = action.reason
                 continue
             if isinstance(action, Notice):
                 now = self._rel(self._clock.now())
@@ -467,10 +492,6 @@ class CallSession:
                 probe.first_text_at = self._clock.now()
             for sentence in splitter.feed(action.text):
                 await self._synthesize(reply, sentence, probe)
-        for sentence in splitter.flush():
-            await self._synthesize(reply, sentence, probe)
-        if hang_up is not None:
-            self._hang_up_after_playout(hang_up, reply)
 
     async def _synthesize(self, reply: _Reply, text: str, probe: _LatencyProbe | None) -> None:
         """Queue the sentence's audio chunk by chunk, as the engine produces it."""

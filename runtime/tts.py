@@ -14,7 +14,6 @@ import functools
 import json
 import re
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +24,7 @@ import onnxruntime
 from piper import AudioChunk, PiperConfig, PiperVoice
 
 from runtime.audio import SAMPLE_RATE, Pcm, pcm_to_ulaw, resample
+from runtime.render_cache import RenderCache
 from runtime.speech import SpeechChunk, SpeechEngineError, TextToSpeech
 
 #: One thread leaves the other core of a 2-core box to Whisper; 2 threads cut Piper's first
@@ -90,9 +90,7 @@ class PiperTts(TextToSpeech):
             raise ValueError("intra_op_threads and cache_size must be >= 1")
         self.voice = _shared_voice(intra_op_threads)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_size = cache_size
-        self._rendering: dict[str, asyncio.Task[bytes]] = {}
+        self._cache = RenderCache(self._render_uncached, size=cache_size, name="piper-render")
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         """One chunk per sentence; ``engine_ms`` includes waiting for the shared voice."""
@@ -107,28 +105,10 @@ class PiperTts(TextToSpeech):
 
     async def render(self, text: str) -> bytes:
         """The whole text, from the LRU cache; concurrent requests for one text share a synthesis."""
-        cached = self._cache.get(text)
-        if cached is not None:
-            self._cache.move_to_end(text)
-            return cached
-        rendering = self._rendering.get(text)
-        if rendering is None:
-            rendering = asyncio.create_task(self._render_uncached(text), name="piper-render")
-            self._rendering[text] = rendering
-            rendering.add_done_callback(functools.partial(self._rendered, text))
-        # Shielded: one waiter giving up must not cancel the synthesis the others wait for.
-        return await asyncio.shield(rendering)
+        return await self._cache.get(text)
 
     async def _render_uncached(self, text: str) -> bytes:
         return b"".join([chunk.ulaw async for chunk in self.synthesize(text)])
-
-    def _rendered(self, text: str, rendering: asyncio.Task[bytes]) -> None:
-        del self._rendering[text]
-        if rendering.cancelled() or rendering.exception() is not None:
-            return
-        self._cache[text] = rendering.result()
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     def warm_up(self) -> None:
         """Blocking: one short sentence, so the first caller does not pay ORT's first-run cost."""
@@ -137,8 +117,7 @@ class PiperTts(TextToSpeech):
 
     async def aclose(self) -> None:
         """Cancel renders in progress and stop the worker thread."""
-        for rendering in list(self._rendering.values()):
-            rendering.cancel()
+        self._cache.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
