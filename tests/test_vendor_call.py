@@ -1,0 +1,137 @@
+"""Whole calls with every vendor emulated over real sockets: Deepgram, Anthropic (via the LLM
+brain) and ElevenLabs behind the production clients, and the call surviving a vendor's death."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bots.fallback import FallbackBotFactory
+from bots.lead import LeadBotFactory
+from bots.llm_bot import LlmBotFactory
+from emulators import anthropic as anthropic_emulator
+from emulators import deepgram as deepgram_emulator
+from emulators import elevenlabs as elevenlabs_emulator
+from emulators.control import CONTROL, Fault
+from loadtests.loadgen import BENCH_SCRIPT
+from runtime.anthropic_llm import AnthropicLlm
+from runtime.deepgram_stt import DeepgramStt
+from runtime.elevenlabs_tts import ElevenLabsTts
+from runtime.engines import DEFAULT_SCRIPTED_TRANSCRIPTS, Engines
+from runtime.events import TurnLatency, VendorDegraded
+from runtime.fallback import CircuitBreaker, FallbackStt, FallbackTts
+from runtime.stt import ScriptedStt
+from runtime.tts import ScriptedTts
+from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
+from tests.conftest import AUTH_TOKEN, RunningServer, StartServer, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+KEY = "test-vendor-key"
+
+
+@dataclass
+class Vendors:
+    apps: dict[str, web.Application]
+    urls: dict[str, str]
+
+
+@pytest.fixture
+async def vendors() -> AsyncIterator[Vendors]:
+    apps = {
+        "deepgram": deepgram_emulator.build_app(
+            api_key=KEY, recogniser=deepgram_emulator.ScriptedRecogniser(DEFAULT_SCRIPTED_TRANSCRIPTS)
+        ),
+        "anthropic": anthropic_emulator.build_app(api_key=KEY),
+        "elevenlabs": elevenlabs_emulator.build_app(api_key=KEY, synthesiser=ScriptedTts()),
+    }
+    runners, urls = [], {}
+    for name, app in apps.items():
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        urls[name] = f"127.0.0.1:{port}"
+    yield Vendors(apps, urls)
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def start_vendor_server(start_server: StartServer, scripted_engines: Engines, vendors: Vendors) -> RunningServer:
+    stt = FallbackStt(
+        DeepgramStt(api_key=KEY, base_url=f"ws://{vendors.urls['deepgram']}"),
+        ScriptedStt(DEFAULT_SCRIPTED_TRANSCRIPTS),
+        CircuitBreaker("deepgram"),
+    )
+    tts = FallbackTts(
+        ElevenLabsTts(api_key=KEY, voice_id="test-voice", base_url=f"ws://{vendors.urls['elevenlabs']}"),
+        ScriptedTts(),
+        CircuitBreaker("elevenlabs"),
+    )
+    llm = AnthropicLlm(api_key=KEY, base_url=f"http://{vendors.urls['anthropic']}")
+    bots = FallbackBotFactory(
+        LlmBotFactory(llm, business_name="Lakeside Realty", bot_name="Ava"),
+        LeadBotFactory("Lakeside Realty", "Ava"),
+        CircuitBreaker("anthropic"),
+    )
+    engines = Engines(vad=scripted_engines.vad, stt=stt, tts=tts)
+    server = await start_server(engines, bots)
+    server.state.closers.extend([llm.aclose, stt.aclose, tts.aclose])
+    return server
+
+
+async def place_call(server: RunningServer, http: aiohttp.ClientSession) -> str:
+    tts = ScriptedTts()
+    audio = {line: await tts.render(line) for line in BENCH_SCRIPT.lines()}
+    options = SimulatedCallOptions(
+        public_url=server.base_url,
+        auth_token=AUTH_TOKEN,
+        account_sid="AC" + "1" * 32,
+        from_number="+15125550100",
+        to_number="+15125550199",
+        script=BENCH_SCRIPT,
+        max_duration_s=90,
+    )
+    result = await run_simulated_call(options, tts=tts, session=http, prerendered=audio)
+    assert result.error is None, result.error
+    assert result.end_reason == "server_hung_up"
+    return result.call_sid
+
+
+async def test_a_full_call_with_every_vendor_emulated(
+    start_server: StartServer, scripted_engines: Engines, vendors: Vendors, http: aiohttp.ClientSession
+) -> None:
+    server = await start_vendor_server(start_server, scripted_engines, vendors)
+    call_sid = await place_call(server, http)
+    report = server.state.reports.get(call_sid)
+    assert report is not None
+    assert not [e for e in report.events if isinstance(e, VendorDegraded)]
+    turns = [e for e in report.events if isinstance(e, TurnLatency)]
+    assert len(turns) == 3
+    # Each stage was really served by its emulator, at roughly its published latency.
+    assert all(t.bot_ms > 150 for t in turns)  # Claude's first token (median 380 ms)
+    assert all(t.tts_engine_ms > 50 for t in turns)  # ElevenLabs' first byte (median 140 ms)
+    answers = report.bot_state.get("answers", {})
+    assert answers, report.bot_state
+    for name in ("anthropic", "elevenlabs", "deepgram"):
+        assert sum(vendors.apps[name][CONTROL].stats.values()) > 0, name
+
+
+async def test_the_call_finishes_on_the_local_engine_when_the_stt_vendor_dies(
+    start_server: StartServer, scripted_engines: Engines, vendors: Vendors, http: aiohttp.ClientSession
+) -> None:
+    faults = vendors.apps["deepgram"][CONTROL].faults
+    faults.schedule(Fault.DISCONNECT)  # the first connection drops once audio flows
+    faults.schedule(Fault.AUTH, count=20)  # ...and every reconnect is refused
+    server = await start_vendor_server(start_server, scripted_engines, vendors)
+    call_sid = await place_call(server, http)
+    report = server.state.reports.get(call_sid)
+    assert report is not None
+    degraded = [e for e in report.events if isinstance(e, VendorDegraded)]
+    assert degraded and {e.stage for e in degraded} == {"stt"}
+    assert len([e for e in report.events if isinstance(e, TurnLatency)]) == 3  # every turn still answered
