@@ -15,38 +15,27 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from emulators.control import EmulatorControl, FaultInjector, LatencyProfile
+from emulators.control import CONTROL, FaultInjector
 
 log = logging.getLogger(__name__)
 
 VENDORS = ("deepgram", "anthropic", "elevenlabs", "twilio")
 
-#: Default latencies: the vendors' published medians (field-survey.md §4, "Orbit" row) with a
-#: right-skewed tail; each emulator module documents its own stages.
-DEFAULT_LATENCY: dict[str, dict[str, LatencyProfile]] = {
-    "deepgram": {"stt_final": LatencyProfile(median_ms=45, p95_ms=120)},
-    "anthropic": {
-        "first_token": LatencyProfile(median_ms=380, p95_ms=700),
-        "token_interval": LatencyProfile(median_ms=15, p95_ms=30),
-    },
-    "elevenlabs": {"first_byte": LatencyProfile(median_ms=140, p95_ms=300)},
-    "twilio": {"rest": LatencyProfile(median_ms=120, p95_ms=300)},
-}
-
 
 def build(vendor: str, args: argparse.Namespace) -> web.Application:
     """The emulator app for ``vendor`` with the command line's options."""
-    control = EmulatorControl(vendor, dict(DEFAULT_LATENCY[vendor]), FaultInjector(seed=args.seed))
-    builders: dict[str, Callable[[], web.Application]] = {
-        "deepgram": lambda: _deepgram(args, control),
-        "anthropic": lambda: _anthropic(args, control),
-        "elevenlabs": lambda: _elevenlabs(args, control),
-        "twilio": lambda: _twilio(args, control),
+    builders: dict[str, Callable[[argparse.Namespace], web.Application]] = {
+        "deepgram": _deepgram,
+        "anthropic": _anthropic,
+        "elevenlabs": _elevenlabs,
+        "twilio": _twilio,
     }
-    return builders[vendor]()
+    app = builders[vendor](args)
+    app[CONTROL].faults = FaultInjector(seed=args.seed)  # latency defaults: each vendor's published medians
+    return app
 
 
-def _deepgram(args: argparse.Namespace, control: EmulatorControl) -> web.Application:
+def _deepgram(args: argparse.Namespace) -> web.Application:
     from emulators import deepgram
 
     recogniser: deepgram.Recogniser
@@ -58,16 +47,16 @@ def _deepgram(args: argparse.Namespace, control: EmulatorControl) -> web.Applica
         from runtime.engines import DEFAULT_SCRIPTED_TRANSCRIPTS
 
         recogniser = deepgram.ScriptedRecogniser(DEFAULT_SCRIPTED_TRANSCRIPTS)
-    return deepgram.build_app(api_key=args.api_key, recogniser=recogniser, control=control)
+    return deepgram.build_app(api_key=args.api_key, recogniser=recogniser)
 
 
-def _anthropic(args: argparse.Namespace, control: EmulatorControl) -> web.Application:
+def _anthropic(args: argparse.Namespace) -> web.Application:
     from emulators import anthropic
 
-    return anthropic.build_app(api_key=args.api_key, control=control)
+    return anthropic.build_app(api_key=args.api_key)
 
 
-def _elevenlabs(args: argparse.Namespace, control: EmulatorControl) -> web.Application:
+def _elevenlabs(args: argparse.Namespace) -> web.Application:
     from emulators import elevenlabs
     from runtime.speech import TextToSpeech
 
@@ -80,13 +69,13 @@ def _elevenlabs(args: argparse.Namespace, control: EmulatorControl) -> web.Appli
         from runtime.tts import ScriptedTts
 
         synthesiser = ScriptedTts()
-    return elevenlabs.build_app(api_key=args.api_key, synthesiser=synthesiser, control=control)
+    return elevenlabs.build_app(api_key=args.api_key, synthesiser=synthesiser)
 
 
-def _twilio(args: argparse.Namespace, control: EmulatorControl) -> web.Application:
+def _twilio(args: argparse.Namespace) -> web.Application:
     from emulators import twilio
 
-    return twilio.build_app(account_sid=args.account_sid, auth_token=args.auth_token, control=control)
+    return twilio.build_app(account_sid=args.account_sid, auth_token=args.auth_token)
 
 
 async def serve(vendors: list[str], args: argparse.Namespace) -> None:
