@@ -69,6 +69,16 @@ class Bot(ABC):
     def interrupted(self, heard_text: str) -> None:
         """The caller barged in: only ``heard_text`` of the last reply was actually heard."""
 
+    def checkpoint(self) -> object | None:
+        """The conversation state now, so that a reply started early (at a pause in the caller's
+        speech) can be rolled back if the caller goes on. None: this bot cannot roll back, and
+        its replies are never started early."""
+        return None
+
+    def rollback(self, checkpoint: object) -> None:
+        """Return to a state ``checkpoint()`` returned."""
+        raise TypeError(f"{type(self).__name__} cannot roll back")
+
     @abstractmethod
     def snapshot(self) -> dict[str, Any]:
         """What the bot has learned so far, JSON-ready (for the call report and resumption)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from bots.base import Bot, BotAction, BotFactory, CallContext, Notice
@@ -17,6 +18,13 @@ from runtime.fallback import CircuitBreaker
 from runtime.llm import LlmError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _FallbackCheckpoint:
+    primary: object
+    fallback: object
+    degraded_turns: int
 
 
 class FallbackBot(Bot):
@@ -55,6 +63,18 @@ class FallbackBot(Bot):
     def interrupted(self, heard_text: str) -> None:
         self.primary.interrupted(heard_text)
         self.fallback.interrupted(heard_text)
+
+    def checkpoint(self) -> object | None:
+        primary, fallback = self.primary.checkpoint(), self.fallback.checkpoint()
+        if primary is None or fallback is None:
+            return None
+        return _FallbackCheckpoint(primary, fallback, self.degraded_turns)
+
+    def rollback(self, checkpoint: object) -> None:
+        assert isinstance(checkpoint, _FallbackCheckpoint)
+        self.primary.rollback(checkpoint.primary)
+        self.fallback.rollback(checkpoint.fallback)
+        self.degraded_turns = checkpoint.degraded_turns
 
     def snapshot(self) -> dict[str, Any]:
         return {

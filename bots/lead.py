@@ -7,6 +7,7 @@ full bot core (Buyer/Seller bots, hand-offs, booking, LLM brain) replaces it beh
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -46,6 +47,14 @@ class LeadAnswers:
     unclear: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _LeadCheckpoint:
+    answers: LeadAnswers
+    stage: int
+    reasked: bool
+    interruptions: tuple[str, ...]
+
+
 class LeadBot(Bot):
     """Asks three questions in order, acknowledging each answer, then says goodbye."""
 
@@ -69,6 +78,15 @@ class LeadBot(Bot):
 
     def interrupted(self, heard_text: str) -> None:
         self.interruptions.append(heard_text)
+
+    def checkpoint(self) -> object:
+        return _LeadCheckpoint(copy.deepcopy(self.answers), self._stage, self._reasked, tuple(self.interruptions))
+
+    def rollback(self, checkpoint: object) -> None:
+        assert isinstance(checkpoint, _LeadCheckpoint)
+        self.answers = copy.deepcopy(checkpoint.answers)
+        self._stage, self._reasked = checkpoint.stage, checkpoint.reasked
+        self.interruptions = list(checkpoint.interruptions)
 
     def snapshot(self) -> dict[str, Any]:
         return {

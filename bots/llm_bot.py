@@ -8,6 +8,7 @@ decision (bots/fallback.py), and the history is left so that a retried turn star
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -96,6 +97,14 @@ class _Reply:
         return text + tuple(ToolUseBlock(id=c.id, name=c.name, input=c.input) for c in self.calls)
 
 
+@dataclass(frozen=True)
+class _LlmCheckpoint:
+    history: tuple[ChatMessage, ...]
+    answers: dict[str, Any]
+    turns: int
+    interruptions: tuple[str, ...]
+
+
 class LlmBot(Bot):
     """One call's conversation with the model; the history is the API's message list."""
 
@@ -175,6 +184,17 @@ class LlmBot(Bot):
                 kept, words = _keep_words(message.content, words)
                 self.history[i] = ChatMessage(role="assistant", content=kept)
         self.history = [m for m in self.history if m.content]  # nothing heard: no empty message
+
+    def checkpoint(self) -> object:
+        """Usage is not part of it: tokens spent on a dropped reply were still spent."""
+        return _LlmCheckpoint(tuple(self.history), copy.deepcopy(self.answers), self.turns, tuple(self.interruptions))
+
+    def rollback(self, checkpoint: object) -> None:
+        assert isinstance(checkpoint, _LlmCheckpoint)
+        self.history = list(checkpoint.history)
+        self.answers = copy.deepcopy(checkpoint.answers)
+        self.turns = checkpoint.turns
+        self.interruptions = list(checkpoint.interruptions)
 
     def snapshot(self) -> dict[str, Any]:
         return {

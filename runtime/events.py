@@ -39,6 +39,8 @@ class TurnLatency:
     stt_speculative: bool = False
     #: a filler phrase went out first; ``first_frame_at`` is then the answer's own first frame
     filler_frame_at: float | None = None
+    #: the reply was started at a pause, before the turn ended (its audio held until then)
+    speculative_reply: bool = False
     kind: Literal["turn_latency"] = "turn_latency"
 
     @property
@@ -58,7 +60,11 @@ class TurnLatency:
 
     @property
     def runtime_overhead_ms(self) -> float:
-        """Turn end -> first frame, minus the engines' own time: what the runtime adds."""
+        """Turn end -> first frame, minus the engines' own time: what the runtime adds. For a
+        reply started early, the engines' time before the turn end is hidden: what remains is
+        from when the audio was both ready and allowed out to the first frame."""
+        if self.speculative_reply:
+            return (self.first_frame_at - max(self.turn_end_at, self.first_audio_at)) * 1000
         pipeline_ms = (self.first_frame_at - self.turn_end_at) * 1000
         return pipeline_ms - self.stt_engine_ms - self.bot_ms - self.tts_engine_ms
 

@@ -192,7 +192,7 @@ async def voice_webhook(request: web.Request) -> web.Response:
         tenant=settings.tenant,
         bot=settings.starting_bot,
     )
-    report = state.reports.open(CallReport(context, CallLifecycle()))
+    report = state.reports.get(call_sid) or state.reports.open(CallReport(context, CallLifecycle()))
     _apply_status(report, form)
     # Render the greeting now, while Twilio connects the stream, so it plays at once.
     state.spawn(state.engines.tts.render(state.bots.create(context).greeting()))

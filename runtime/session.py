@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,12 +81,30 @@ class _Interruption:
 
 @dataclass
 class _Reply:
-    """One bot turn being spoken (turn 0 is the greeting)."""
+    """One bot turn being spoken (turn 0 is the greeting).
+
+    A *draft* reply is started at a pause, before the turn is known to be over: it runs the
+    bot and TTS but its audio waits behind ``gate`` until the turn ends (commit); if the caller
+    goes on instead, it is cancelled and the bot rolled back to ``checkpoint``.
+    """
 
     turn: int
     sentences: list[_Sentence] = field(default_factory=list)
     first_frame_at: float | None = None
     task: asyncio.Task[None] | None = None
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    checkpoint: object | None = None
+    #: what this reply took from the caller (given back if it is rolled back)
+    transcripts: list[Transcript] = field(default_factory=list)
+    interruption: _Interruption | None = None
+    probe: _LatencyProbe | None = None
+    #: events held until a draft is committed (what the caller said)
+    held_events: list[CallEvent] = field(default_factory=list)
+    #: the previous reply, which must have unwound (and rolled back) before this one starts
+    after: asyncio.Task[None] | None = None
+    draft: bool = False
+    #: for a draft: the end of the turn, once it came
+    turn_ended: TurnEnded | None = None
 
     @property
     def text(self) -> str:
@@ -104,6 +122,7 @@ class _LatencyProbe:
     first_text_at: float = 0.0
     first_audio_at: float = 0.0
     tts_engine_ms: float = 0.0
+    speculative_reply: bool = False
 
     def finish(self, first_frame_at: float, started_at: float, filler_frame_at: float | None) -> TurnLatency:
         return TurnLatency(
@@ -119,6 +138,7 @@ class _LatencyProbe:
             filler_frame_at=None if filler_frame_at is None else filler_frame_at - started_at,
             bot_ms=(self.first_text_at - self.stt_done_at) * 1000,
             tts_engine_ms=self.tts_engine_ms,
+            speculative_reply=self.speculative_reply,
         )
 
 
@@ -166,6 +186,7 @@ class CallSession:
         self.end_reason = ""
         self.started_at = clock.now()
         self._reply: _Reply | None = None  # the bot turn being produced
+        self._last_reply_task: asyncio.Task[None] | None = None
         self._playing: _Reply | None = None  # the last bot turn that queued audio
         self._turn = 0
         self._unanswered: list[asyncio.Task[Transcript]] = []
@@ -176,6 +197,7 @@ class CallSession:
         self._hangup_reason: str | None = None
         self._interruption: _Interruption | None = None
         self._hangup_request: str | None = None
+        self._carried: list[Transcript] = []
         self._fillers = itertools.cycle(settings.turn.fillers)
         self._filler_marks: set[str] = set()
         self._filler_frames: dict[int, float] = {}
@@ -244,7 +266,7 @@ class CallSession:
                     group.create_task(self.outbound.run(), name="send"),
                     group.create_task(self._watch(), name="watch"),
                 ]
-                self._start_reply(0, self._greet())
+                self._start_reply(0, self._greet)
                 await self._ended.wait()
                 for task in [*tasks, *self._unanswered]:
                     task.cancel()
@@ -277,9 +299,13 @@ class CallSession:
             self._last_activity = signal.at
             self._silence_prompted = False
         elif isinstance(signal, SpeechPaused):
-            self._stt.speech_paused()
+            self._on_pause(signal)
         elif isinstance(signal, SpeechResumed):
-            self._stt.speech_resumed()
+            if self._reply is not None and not self._reply.gate.is_set():
+                self._cancel_reply()  # the draft was premature: the caller goes on
+                self._stt.speech_started()  # the first part was taken by the draft's recognition
+            else:
+                self._stt.speech_resumed()
         elif isinstance(signal, SpeechSustained):
             if self.bot_talking:
                 await self._barge_in(signal)
@@ -290,18 +316,42 @@ class CallSession:
         else:
             self._on_turn_ended(signal)
 
-    def _on_turn_ended(self, signal: TurnEnded) -> None:
-        self._last_activity = signal.at
-        if signal.speech_ms < self._settings.turn.min_utterance_ms:
-            self._stt.discard_utterance()
-            if self._interruption is not None:
-                self._turn += 1
-                self._start_reply(self._turn, self._resume())
+    def _on_pause(self, signal: SpeechPaused) -> None:
+        """Start the reply early (a draft) when the bot can roll back; else only hint the STT."""
+        if self.bot_talking or self._reply is not None or self.bot.checkpoint() is None:
+            self._stt.speech_paused()
             return
         assert self._group is not None
         self._unanswered.append(self._group.create_task(self._recognise(), name="stt"))
         self._turn += 1
-        self._start_reply(self._turn, self._answer(self._turn, signal))
+        provisional = TurnEnded(at=signal.at, onset_at=signal.onset_at, speech_end_at=signal.speech_end_at)
+        self._start_reply(self._turn, lambda reply: self._answer(reply, provisional), draft=True)
+
+    def _commit(self, reply: _Reply, signal: TurnEnded) -> None:
+        """The turn is over: the draft's audio may go out."""
+        reply.turn_ended = signal
+        if reply.probe is not None:
+            reply.probe.turn_end_at = signal.at
+        for event in reply.held_events:
+            self._emit(event)
+        reply.held_events.clear()
+        reply.gate.set()
+
+    def _on_turn_ended(self, signal: TurnEnded) -> None:
+        self._last_activity = signal.at
+        if self._reply is not None and not self._reply.gate.is_set():
+            self._commit(self._reply, signal)
+            return
+        if signal.speech_ms < self._settings.turn.min_utterance_ms:
+            self._stt.discard_utterance()
+            if self._interruption is not None:
+                self._turn += 1
+                self._start_reply(self._turn, self._resume)
+            return
+        assert self._group is not None
+        self._unanswered.append(self._group.create_task(self._recognise(), name="stt"))
+        self._turn += 1
+        self._start_reply(self._turn, lambda reply: self._answer(reply, signal))
 
     async def _barge_in(self, signal: SpeechSustained) -> None:
         reply = self._playing
@@ -349,12 +399,17 @@ class CallSession:
 
     # --- speaking ---------------------------------------------------------------------------
 
-    def _start_reply(self, turn: int, speech: Awaitable[None]) -> None:
+    def _start_reply(self, turn: int, speech: Callable[[_Reply], Awaitable[None]], *, draft: bool = False) -> None:
+        """Cancel the reply in progress (if any) and start ``speech`` as the new one."""
+        previous = self._last_reply_task
         self._cancel_reply()
         assert self._group is not None
-        reply = _Reply(turn)
+        reply = _Reply(turn, checkpoint=self.bot.checkpoint() if turn else None, after=previous, draft=draft)
+        if not draft:
+            reply.gate.set()
         self._reply = reply
-        reply.task = self._group.create_task(self._run_reply(reply, speech), name=f"reply-{turn}")
+        reply.task = self._group.create_task(self._run_reply(reply, speech(reply)), name=f"reply-{turn}")
+        self._last_reply_task = reply.task
 
     def _cancel_reply(self) -> None:
         if self._reply is not None and self._reply.task is not None:
@@ -362,9 +417,13 @@ class CallSession:
         self._reply = None
 
     async def _run_reply(self, reply: _Reply, speech: Awaitable[None]) -> None:
+        if reply.after is not None:
+            await asyncio.wait([reply.after])  # let it roll back before this reply reads the bot
         try:
             await speech
         except asyncio.CancelledError:
+            if not reply.sentences:
+                self._roll_back(reply)
             raise
         except Exception:
             log.exception("bot turn failed", extra={"call_sid": self.context.call_sid, "turn": reply.turn})
@@ -381,47 +440,67 @@ class CallSession:
                 )
             )
 
-    async def _greet(self) -> None:
-        assert self._reply is not None
+    def _roll_back(self, reply: _Reply) -> None:
+        """Undo a reply the caller never heard: the bot forgets it, the caller's words wait for
+        the next turn, a pending interruption stays pending."""
+        if reply.checkpoint is not None:
+            self.bot.rollback(reply.checkpoint)
+        self._carried = reply.transcripts + self._carried
+        if reply.interruption is not None and self._interruption is None:
+            self._interruption = reply.interruption
+        self._hangup_request = None
+
+    async def _greet(self, reply: _Reply) -> None:
         text = self.bot.greeting()
         audio = await self._engines.tts.render(text)
-        self._queue_audio_sentence(self._reply, text, audio)
+        self._queue_audio_sentence(reply, text, audio)
 
-    async def _answer(self, turn: int, signal: TurnEnded) -> None:
-        reply = self._reply
-        assert reply is not None and self._group is not None
+    async def _answer(self, reply: _Reply, signal: TurnEnded) -> None:
+        assert self._group is not None
+        turn = reply.turn
         filler: asyncio.Task[None] | None = None
         if self._settings.turn.filler_after_ms:
             deadline = signal.speech_end_at + self._settings.turn.filler_after_ms / 1000
             filler = self._group.create_task(self._cover_silence(reply, deadline), name=f"filler-{turn}")
         try:
-            transcripts = await self._collect_transcripts()
+            reply.transcripts = await self._collect_transcripts()
             stt_done = self._clock.now()
-            for transcript in transcripts:
+            for transcript in reply.transcripts:
                 if transcript.degraded:
                     self._emit(
                         VendorDegraded(at=self._rel(stt_done), turn=turn, stage="stt", reason=transcript.degraded)
                     )
-            text = " ".join(t.text for t in transcripts if t.text).strip()
+            text = " ".join(t.text for t in reply.transcripts if t.text).strip()
             if not text:
-                await self._resume()
+                await reply.gate.wait()
+                await self._resume(reply)
                 return
             if self._interruption is not None:
-                self.bot.interrupted(self._interruption.heard_text)
-                self._interruption = None
-            self._emit(CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms))
-            last = transcripts[-1]
-            probe = _LatencyProbe(turn, signal.speech_end_at, signal.at, stt_done, last.engine_ms, last.speculative)
-            await self._speak(reply, self.bot.respond(text), probe)
+                reply.interruption, self._interruption = self._interruption, None
+                self.bot.interrupted(reply.interruption.heard_text)
+            said = CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms)
+            if reply.gate.is_set():
+                self._emit(said)
+            else:
+                reply.held_events.append(said)
+            last = reply.transcripts[-1]
+            turn_end = reply.turn_ended.at if reply.turn_ended is not None else signal.at
+            # A draft's recognition ran before the turn ended: only waiting after the end counts.
+            waited_ms = max(0.0, (stt_done - turn_end) * 1000) if reply.turn_ended is not None else 0.0
+            engine_ms = min(last.engine_ms, waited_ms) if reply.draft else last.engine_ms
+            reply.probe = _LatencyProbe(
+                turn, signal.speech_end_at, turn_end, stt_done, engine_ms, last.speculative or reply.draft
+            )
+            reply.probe.speculative_reply = reply.draft
+            await self._speak(reply, self.bot.respond(text), reply.probe)
         finally:
             if filler is not None:
                 filler.cancel()
 
-    async def _resume(self) -> None:
+    async def _resume(self, reply: _Reply) -> None:
         """The caller's barge-in held no words: say again what they did not hear."""
         interruption, self._interruption = self._interruption, None
-        reply = self._reply
-        if interruption is None or reply is None or not interruption.sentences:
+        if interruption is None or not interruption.sentences:
             return
         for sentence in interruption.sentences:
             self._queue_audio_sentence(reply, sentence.text, b"".join(sentence.audio))
@@ -433,6 +512,7 @@ class CallSession:
         await asyncio.sleep(max(0.0, deadline - self._clock.now()))
         if reply.sentences or self._reply is not reply:
             return
+        await reply.gate.wait()
         text = next(self._fillers)
         audio = await self._engines.tts.render(text)
         if reply.sentences or self._reply is not reply:
@@ -457,14 +537,14 @@ class CallSession:
         pending = list(self._unanswered)
         transcripts = [await asyncio.shield(task) for task in pending]
         self._unanswered = [t for t in self._unanswered if t not in pending]
-        return transcripts
+        carried, self._carried = self._carried, []
+        return carried + transcripts
 
-    async def _say(self, text: str, *, hang_up: str | None = None) -> None:
+    async def _say(self, reply: _Reply, text: str, *, hang_up: str | None = None) -> None:
         """A fixed phrase (silence prompt, goodbye), from the TTS cache."""
-        assert self._reply is not None
-        self._queue_audio_sentence(self._reply, text, await self._engines.tts.render(text))
+        self._queue_audio_sentence(reply, text, await self._engines.tts.render(text))
         if hang_up is not None:
-            self._hang_up_after_playout(hang_up, self._reply)
+            self._hang_up_after_playout(hang_up, reply)
 
     async def _speak(self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None) -> None:
         splitter = SentenceSplitter()
@@ -498,10 +578,13 @@ class CallSession:
         sentence: _Sentence | None = None
         async for chunk in self._engines.tts.synthesize(text):
             if sentence is None:
-                sentence = self._open_sentence(reply, text)
-                if probe is not None and not probe.first_audio_at:
+                first_audio = probe is not None and not probe.first_audio_at
+                if probe is not None and first_audio:
                     probe.first_audio_at = self._clock.now()
                     probe.tts_engine_ms = chunk.engine_ms
+                await reply.gate.wait()  # a draft's audio waits for the end of the turn
+                sentence = self._open_sentence(reply, text)
+                if probe is not None and first_audio:
                     self._probes[sentence.mark] = probe
                 if chunk.degraded:
                     self._emit(
@@ -573,9 +656,9 @@ class CallSession:
                 self._silence_prompted = True
                 self._emit(Silence(at=self._rel(now), action="prompt", silent_s=quiet_s))
                 self._turn += 1
-                self._start_reply(self._turn, self._say(silence.prompt_text))
+                self._start_reply(self._turn, lambda reply: self._say(reply, silence.prompt_text))
             elif self._silence_prompted and quiet_s >= silence.hangup_after_prompt_s:
                 self._emit(Silence(at=self._rel(now), action="hangup", silent_s=quiet_s))
                 self._turn += 1
                 self._last_activity = float("inf")
-                self._start_reply(self._turn, self._say(silence.goodbye_text, hang_up="silence"))
+                self._start_reply(self._turn, lambda reply: self._say(reply, silence.goodbye_text, hang_up="silence"))

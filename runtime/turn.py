@@ -35,6 +35,8 @@ class SpeechPaused:
     """The caller has been silent for ``speculate_after_ms``: the turn may be ending."""
 
     at: float
+    onset_at: float
+    speech_end_at: float
     kind: Literal["speech_paused"] = "speech_paused"
 
 
@@ -135,5 +137,5 @@ class TurnDetector:
             return TurnEnded(at=at, onset_at=self._onset_at, speech_end_at=self._last_voiced_at)
         if self.options.speculate_after_ms and not self._paused and silent_ms >= self.options.speculate_after_ms:
             self._paused = True
-            return SpeechPaused(at)
+            return SpeechPaused(at, self._onset_at, self._last_voiced_at)
         return None

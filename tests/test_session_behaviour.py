@@ -284,3 +284,64 @@ async def test_a_late_answer_is_covered_by_a_filler(
     assert turn.filler_frame_at is not None and turn.filler_frame_at < turn.first_frame_at
     assert 650 <= turn.first_audio_ms < turn.total_ms  # the filler went out ~700 ms after speech end
     assert bot.heard == ["a house"]  # the real answer still came, after the filler
+
+
+class Undoable(Recorder):
+    """Remembers what it answered, and can take an answer back."""
+
+    def checkpoint(self) -> object:
+        return len(self.heard)
+
+    def rollback(self, checkpoint: object) -> None:
+        assert isinstance(checkpoint, int)
+        del self.heard[checkpoint:]
+
+
+async def test_a_reply_started_at_a_pause_is_rolled_back_when_the_caller_goes_on(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Undoable()
+    stt = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["I want a house", "in Austin"]), tts=ScriptedTts())
+    server = await start_server(stt, OneBot(bot))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(2.5)
+    await driver.echo_marks()
+    tts = ScriptedTts()
+    await driver.send_audio(await tts.render("I want a house."))
+    await driver.send_silence(0.45)  # a pause: a draft reply starts, but the turn does not end
+    await driver.send_audio(await tts.render("In Austin please."))
+    await driver.send_silence(2.0)
+    await driver.stop()
+    await driver.close()
+    assert bot.heard == ["I want a house in Austin"]  # the draft's answer was taken back
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    assert [e.text for e in report.events if isinstance(e, CallerUtterance)] == ["I want a house in Austin"]
+    [turn] = report.turn_latencies()
+    assert turn.speculative_reply
+    assert turn.endpointing_ms >= 400  # measured to the real end of the turn, not the pause
+
+
+async def test_a_reply_started_at_a_pause_goes_out_as_soon_as_the_turn_ends(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Undoable()
+    slow = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["a house"], latency_s=0.15), tts=ScriptedTts())
+    server = await start_server(slow, OneBot(bot))
+    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
+    await driver.start()
+    await driver.send_silence(2.5)
+    await driver.echo_marks()
+    await driver.send_audio(await ScriptedTts().render("I want a house."))
+    await driver.send_silence(2.0)
+    await driver.stop()
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None
+    [turn] = report.turn_latencies()
+    assert turn.speculative_reply and bot.heard == ["a house"]
+    # The 150 ms recognition ran during the endpointing wait: audio was ready before the turn end.
+    assert turn.first_audio_at < turn.turn_end_at <= turn.first_frame_at
+    assert (turn.first_frame_at - turn.turn_end_at) * 1000 < 50
+    assert turn.stt_engine_ms == 0

@@ -4,7 +4,7 @@ Used by ``leadline call``, the demo, integration tests and the load benchmark. E
 over the real Twilio protocols (signed webhooks, Media Streams, status callbacks).
 """
 
-from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
+from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call, run_simulated_stream
 from telephony.simulator.events import (
     BargeIn,
     BotSpoke,
@@ -60,4 +60,5 @@ __all__ = [
     "Turn",
     "prerender_script",
     "run_simulated_call",
+    "run_simulated_stream",
 ]

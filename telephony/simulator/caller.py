@@ -113,6 +113,30 @@ async def run_simulated_call(
         return await _Call(options, audio, own_session, bot_stt, on_event).run()
 
 
+async def run_simulated_stream(
+    instruction: StreamInstruction,
+    options: SimulatedCallOptions,
+    *,
+    tts: TextToSpeech,
+    session: aiohttp.ClientSession,
+    stop: asyncio.Event | None = None,
+    on_event: Callable[[CallEvent], None] | None = None,
+    prerendered: Mapping[str, bytes] | None = None,
+) -> CallResult:
+    """Play only the Media Stream of a call whose webhooks and status callbacks someone else sends.
+
+    The Twilio emulator uses it for outbound calls: it has fetched the TwiML itself and owns the
+    call's status callbacks, so none are posted here. ``options.call_sid`` must be the sid the
+    server was told in the voice webhook. Setting ``stop`` ends the stream the way Twilio does on
+    a REST redirect or hang-up: ``stop``, then close (``end_reason="ended_by_twilio"``).
+    """
+    if options.call_sid is None:
+        raise ValueError("a stream of an existing call needs options.call_sid")
+    audio = await prerender_script(options.script, tts, prerendered)
+    call = _Call(options, audio, session, None, on_event, stop=stop, status_callbacks=False)
+    return await call.run_stream(instruction)
+
+
 def _sid(prefix: str, rng: random.Random) -> str:
     return f"{prefix}{rng.getrandbits(128):032x}"
 
@@ -136,6 +160,9 @@ class _Call:
         http: aiohttp.ClientSession,
         stt: SpeechToText | None,
         on_event: Callable[[CallEvent], None] | None,
+        *,
+        stop: asyncio.Event | None = None,
+        status_callbacks: bool = True,
     ) -> None:
         rng = random.Random(options.seed)
         call_sid = options.call_sid or _sid("CA", rng)
@@ -144,6 +171,8 @@ class _Call:
         self._http = http
         self._stt = stt
         self._on_event = on_event
+        self._stop = stop
+        self._status_callbacks = status_callbacks
         self._identity = CallIdentity(
             public_url=options.public_url,
             auth_token=options.auth_token,
@@ -169,6 +198,10 @@ class _Call:
             instruction = await request_stream(self._http, self._identity, self._options.http_timeout_s)
         except CallSetupError as e:
             return self._finish("error", str(e))
+        return await self.run_stream(instruction)
+
+    async def run_stream(self, instruction: StreamInstruction) -> CallResult:
+        """The call from the moment Twilio has the ``<Connect><Stream>``: media, then hang-up."""
         answered_at = self._loop.time()
         error: str | None = None
         async with contextlib.AsyncExitStack() as cleanup:
@@ -177,8 +210,9 @@ class _Call:
             except CallSetupError as e:
                 reason, error = "error", str(e)
             await self._drain_tasks()
-            duration_s = round(self._loop.time() - answered_at)
-            await self._post_status("completed", self._next_status_sequence(), duration_s)
+            if self._status_callbacks:
+                duration_s = round(self._loop.time() - answered_at)
+                await self._post_status("completed", self._next_status_sequence(), duration_s)
         return self._finish(reason, error)
 
     async def _converse(self, instruction: StreamInstruction, cleanup: contextlib.AsyncExitStack) -> EndReason:
@@ -247,9 +281,11 @@ class _Call:
             recorder=recorder,
             on_segment=functools.partial(self._on_segment, runner),
             emit=self._emit,
+            stop=self._stop,
         )
         self._emit(CallStarted(call_sid=self._ids.call_sid, stream_sid=self._ids.stream_sid))
-        self._spawn(self._post_status("in-progress", self._next_status_sequence()))
+        if self._status_callbacks:
+            self._spawn(self._post_status("in-progress", self._next_status_sequence()))
         return self._stream
 
     def _on_segment(self, runner: ScriptRunner, segment: BotSegment) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-EndReason = Literal["server_hung_up", "script_finished", "caller_hung_up", "max_duration", "error"]
+#: ``ended_by_twilio``: Twilio stopped the stream because the call was redirected or ended through
+#: its REST API (only when the stream is driven by the Twilio emulator).
+EndReason = Literal["server_hung_up", "script_finished", "caller_hung_up", "max_duration", "ended_by_twilio", "error"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

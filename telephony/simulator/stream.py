@@ -59,6 +59,9 @@ class StreamIds:
 class CallerStream:
     """Runs the media stream of one call until someone hangs up or time runs out.
 
+    Setting ``stop`` ends the stream at the next tick, as Twilio ends it when the call is
+    redirected or ended through the REST API.
+
     Sends need no lock: without compression aiohttp writes each frame synchronously, so
     messages leave in the order they were numbered.
     """
@@ -75,6 +78,7 @@ class CallerStream:
         recorder: StereoRecorder | None,
         on_segment: Callable[[BotSegment], None],
         emit: Callable[[CallEvent], None],
+        stop: asyncio.Event | None = None,
     ) -> None:
         self._ws = ws
         self._ids = ids
@@ -84,6 +88,7 @@ class CallerStream:
         self._recorder = recorder
         self._on_segment = on_segment
         self._emit = emit
+        self._stop = stop
         self._loop = asyncio.get_running_loop()
         self.playout = Playout(start)
         self._segmenter = BotSegmenter(start=start, gap_s=bot_done_gap_s)
@@ -126,6 +131,8 @@ class CallerStream:
                 return "server_hung_up"
             if self._peer_gone:
                 return "server_hung_up"
+            if self._stop is not None and self._stop.is_set():
+                return "ended_by_twilio"
             await self._tick(index, now)
             if self._runner.finished:
                 return "caller_hung_up" if self._runner.hung_up else "script_finished"
