@@ -7,6 +7,7 @@ Handlers only move bytes and check credentials; each call's work happens in its 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -97,6 +98,9 @@ async def _load_engines(state: ServerState) -> None:
     loop = asyncio.get_running_loop()
     engines = await loop.run_in_executor(None, state.load, state.settings.engines)
     await _render_fixed_phrases(state, engines)
+    # Everything loaded so far (models, SDKs, caches) lives as long as the process: move it out
+    # of the cyclic GC's view, or each full collection walks it and stalls every call's audio.
+    gc.freeze()
     state.engines = engines
     log.info("ready for calls", extra={"seconds": round(time.monotonic() - started, 2)})
 
