@@ -16,6 +16,7 @@ from runtime.config import Settings
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.report import ReportStore
 from runtime.session import CallSession
+from telephony.rest import TwilioRest
 from telephony.signature import WebhookValidator
 
 
@@ -30,6 +31,8 @@ class ServerState:
     protocol_errors: Counter[str] = field(default_factory=Counter)
     background: set[asyncio.Task[object]] = field(default_factory=set)
     load: Callable[[EngineOptions], Engines] = load_engines
+    #: Twilio REST, when an account is configured (hang-ups, outbound calls)
+    rest: TwilioRest | None = None
     #: vendor clients the app owns, closed at shutdown
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     validator: WebhookValidator = field(init=False)

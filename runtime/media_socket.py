@@ -29,6 +29,7 @@ from telephony.media_stream import (
     Stop,
     parse_inbound,
 )
+from telephony.rest import TwilioRestError
 from telephony.stream_token import StreamTokenError, verify_stream_token
 
 log = logging.getLogger(__name__)
@@ -172,9 +173,22 @@ class _MediaConnection:
 
     async def _run_session(self, session: CallSession) -> str:
         reason = await session.run()
+        if session.hung_up and self.state.rest is not None:
+            await self._hang_up_call(session.context.call_sid)
         if not self.ws.closed:
             await self.ws.close()
         return reason
+
+    async def _hang_up_call(self, call_sid: str) -> None:
+        """End the phone call over REST: closing the stream alone would run whatever TwiML
+        follows ``<Connect>``. Idempotent: an already ended call is fine."""
+        assert self.state.rest is not None
+        try:
+            await self.state.rest.hang_up(call_sid)
+        except TwilioRestError as e:
+            log.warning(
+                "REST hang-up failed; closing the stream instead", extra={"call_sid": call_sid, "error": str(e)}
+            )
 
     async def finish(self) -> None:
         session, report = self.session, self.report

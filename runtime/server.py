@@ -26,6 +26,7 @@ from runtime.fallback import CircuitBreaker
 from runtime.media_socket import media_stream
 from runtime.report import CallReport
 from telephony.call_state import CallLifecycle, IllegalTransition
+from telephony.rest import TwilioRest
 from telephony.signature import public_url_for
 from telephony.stream_token import issue_stream_token
 from telephony.twiml import connect_stream_twiml, reject_twiml
@@ -59,6 +60,7 @@ def create_app(
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_sid}", get_call)
     app.cleanup_ctx.append(_engines_ctx)
+    app.cleanup_ctx.append(_rest_ctx)
     app.on_shutdown.append(_close_calls)
     return app
 
@@ -76,6 +78,21 @@ def _bot_factory(settings: Settings, closers: list[Callable[[], Awaitable[None]]
     closers.append(llm.aclose)
     primary = LlmBotFactory(llm, business_name=persona.business_name, bot_name=persona.bot_name)
     return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
+
+
+async def _rest_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Twilio REST is used once an account SID is configured (it needs the running loop)."""
+    state = app[STATE]
+    vendors = state.settings.engines.vendors
+    if vendors.twilio_account_sid:
+        state.rest = TwilioRest(
+            account_sid=vendors.twilio_account_sid,
+            auth_token=state.settings.twilio_auth_token,
+            base_url=vendors.twilio_api_base_url,
+        )
+    yield
+    if state.rest is not None:
+        await state.rest.aclose()
 
 
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -184,6 +184,8 @@ class CallSession:
         self._group: asyncio.TaskGroup | None = None
         self._ended = asyncio.Event()
         self.end_reason = ""
+        #: the bot ended the call (rather than the caller, Twilio or the server)
+        self.hung_up = False
         self.started_at = clock.now()
         self._reply: _Reply | None = None  # the bot turn being produced
         self._last_reply_task: asyncio.Task[None] | None = None
@@ -223,7 +225,7 @@ class CallSession:
         if not self.bot_talking:
             self._last_activity = self._clock.now()
             if self._hangup_reason is not None:
-                self.end(self._hangup_reason)
+                self._hang_up(self._hangup_reason)
 
     def on_dtmf(self, digit: str) -> None:
         self._emit(DtmfReceived(at=self._rel(self._clock.now()), digit=digit))
@@ -237,6 +239,13 @@ class CallSession:
         if not self._ended.is_set():
             self.end_reason = reason
             self._ended.set()
+
+    def _hang_up(self, reason: str) -> None:
+        """The bot ends the call (goodbye heard, silence, time limit): the phone call itself
+        must end too, not only the stream."""
+        if not self._ended.is_set():
+            self.hung_up = True
+        self.end(reason)
 
     # --- state ------------------------------------------------------------------------------
 
@@ -631,7 +640,7 @@ class CallSession:
     def _hang_up_after_playout(self, reason: str, reply: _Reply) -> None:
         self._hangup_reason = reason
         if not self.bot_talking:
-            self.end(reason)
+            self._hang_up(reason)
             return
         remaining_s = sum(s.audio_ms for s in reply.sentences if not s.heard) / 1000
         self._hangup_deadline = self._clock.now() + remaining_s + HANGUP_GRACE_S
@@ -646,9 +655,9 @@ class CallSession:
             await asyncio.sleep(WATCHDOG_PERIOD_S)
             now = self._clock.now()
             if now - self.started_at > self._settings.max_call_s:
-                self.end("max_duration")
+                self._hang_up("max_duration")
             if self._hangup_reason is not None and self._hangup_deadline and now > self._hangup_deadline:
-                self.end(self._hangup_reason)
+                self._hang_up(self._hangup_reason)
             if self.bot_talking or self._reply is not None or self._turns.speaking or self._unanswered:
                 continue
             quiet_s = now - self._last_activity
