@@ -14,9 +14,12 @@ from aiohttp import web
 
 from bots.base import BotFactory
 from runtime.app_state import STATE, ServerState
+from runtime.audio import Pcm, ulaw_to_pcm
 from runtime.config import Settings, SilenceOptions
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.server import create_app
+from runtime.stt import WhisperStt
+from runtime.tts import PiperTts
 
 AUTH_TOKEN = "test-auth-token"
 API_TOKEN = "test-api-token"
@@ -32,6 +35,26 @@ def scripted_engines() -> Iterator[Engines]:
 def real_engines() -> Iterator[Engines]:
     """The offline defaults (Silero, Whisper tiny.en, Piper), loaded once for the whole run."""
     yield load_engines(EngineOptions(stt="whisper", tts="piper"))
+
+
+#: A caller's line the offline engines must get right (Piper speaks it, Whisper hears it).
+SENTENCE = "I am looking to buy a three bedroom house in Austin."
+
+
+@pytest.fixture(scope="module")
+async def whisper() -> AsyncIterator[WhisperStt]:
+    engine = WhisperStt()
+    yield engine
+    await engine.aclose()
+
+
+@pytest.fixture(scope="module")
+async def sentence_audio() -> AsyncIterator[Pcm]:
+    """Piper on the phone path: 22.05 kHz -> 8 kHz -> mu-law -> decoded, as Twilio delivers it."""
+    tts = PiperTts()
+    ulaw = await tts.render(SENTENCE)
+    await tts.aclose()
+    yield ulaw_to_pcm(ulaw)
 
 
 def free_port() -> int:

@@ -44,8 +44,7 @@ async def test_spoken_caller_line_gets_a_spoken_relevant_answer(
     start_server: StartServer, real_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server(real_engines)
-    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await driver.start()
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await wait_until_greeting_sent(driver)
     greeting = await transcribe(real_engines, bot_audio_since(driver, 0))
     assert "virtual assistant" in greeting.lower()

@@ -29,7 +29,7 @@ from runtime.deepgram_stt import DeepgramStt, Results, parse_message
 from runtime.fallback import CircuitBreaker, FallbackStt
 from runtime.speech import SpeechEngineError, SttStream
 from runtime.stt import ScriptedStt, WhisperStt
-from runtime.tts import PiperTts, speech_like_ulaw
+from runtime.tts import speech_like_ulaw
 from tests.conftest import free_port
 
 API_KEY = "dg-test-key"
@@ -429,23 +429,6 @@ async def test_every_message_passes_the_sdks_strict_validation(emulator: Emulato
 
 
 # --- real speech: Piper's voice through the emulator's Whisper -------------------------------
-
-SENTENCE = "I am looking to buy a three bedroom house in Austin."
-
-
-@pytest.fixture(scope="module")
-async def whisper() -> AsyncIterator[WhisperStt]:
-    engine = WhisperStt()
-    yield engine
-    await engine.aclose()
-
-
-@pytest.fixture(scope="module")
-async def sentence_audio() -> AsyncIterator[Pcm]:
-    tts = PiperTts()
-    ulaw = await tts.render(SENTENCE)
-    await tts.aclose()
-    yield ulaw_to_pcm(ulaw)
 
 
 @pytest.mark.engines

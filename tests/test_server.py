@@ -114,8 +114,7 @@ async def test_stop_tears_the_call_down(
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server(scripted_engines)
-    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await driver.start()
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.send_silence(0.2)
     assert driver.call_sid in server.state.live
     await driver.stop()
@@ -130,8 +129,7 @@ async def test_dtmf_is_received_and_recorded(
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server(scripted_engines)
-    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await driver.start()
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.send_silence(0.1)
     for digit in "1#":
         await driver.ws.send_str(ms.dtmf_message(stream_sid=driver.stream_sid, sequence=99, digit=digit))
@@ -223,8 +221,7 @@ async def test_completed_status_ends_a_live_call(
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server(scripted_engines)
-    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await driver.start()
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.send_silence(0.1)
     params = dict(voice_params(driver.call_sid), CallStatus="completed", SequenceNumber="3")
     await post_signed(http, server.base_url, "/twilio/status", params, AUTH_TOKEN)
@@ -248,8 +245,7 @@ async def test_call_api_returns_the_report(
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server(scripted_engines)
-    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await driver.start()
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.send_silence(0.3)
     await driver.stop()
     await driver.close()
@@ -267,8 +263,7 @@ async def speak_one_turn(
     start_server: StartServer, engines: Engines, http: aiohttp.ClientSession, **overrides: object
 ) -> TurnLatency:
     server = await start_server(engines, **overrides)
-    driver = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await driver.start()
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.ws.send_str(ms.clear_message(driver.stream_sid))  # not Twilio's to send: counted, ignored
     speech = await ScriptedTts().render("I am looking to buy a house in Austin.")
     await driver.send_silence(0.2)
@@ -326,8 +321,7 @@ async def test_second_stream_for_a_live_call_is_refused(
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server(scripted_engines)
-    first = await StreamDriver.open(http, server.base_url, AUTH_TOKEN)
-    await first.start()
+    first = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await first.send_silence(0.1)
     replay = StreamDriver(
         await http.ws_connect(server.base_url.replace("http", "ws") + "/twilio/media"), first.call_sid

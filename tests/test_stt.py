@@ -14,29 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.audio import FRAME_SAMPLES, SAMPLE_RATE, Pcm, ulaw_to_pcm
+from runtime.audio import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 from runtime.stt import WHISPER_RATE, ScriptedStt, WhisperStt
-from runtime.tts import PiperTts
 
-SENTENCE = "I am looking to buy a three bedroom house in Austin."
 KEY_WORDS = {"looking", "buy", "three", "bedroom", "house", "austin"}
 DIGIT_WORDS = {"3": "three", "4": "four", "2": "two"}
-
-
-@pytest.fixture(scope="module")
-async def whisper() -> AsyncIterator[WhisperStt]:
-    engine = WhisperStt()
-    yield engine
-    await engine.aclose()
-
-
-@pytest.fixture(scope="module")
-async def sentence_audio() -> AsyncIterator[Pcm]:
-    """Piper on the phone path: 22.05 kHz -> 8 kHz -> mu-law -> decoded, as Twilio delivers it."""
-    tts = PiperTts()
-    ulaw = await tts.render(SENTENCE)
-    await tts.aclose()
-    yield ulaw_to_pcm(ulaw)
 
 
 def words(text: str) -> list[str]:

@@ -69,6 +69,18 @@ class StreamDriver:
         driver.reader = asyncio.create_task(driver._read())
         return driver
 
+    @classmethod
+    async def started(cls, http: aiohttp.ClientSession, base_url: str, token: str) -> StreamDriver:
+        """A call answered by the server with its stream started (``connected`` + ``start`` sent)."""
+        driver = await cls.open(http, base_url, token)
+        await driver.start()
+        return driver
+
+    async def let_bot_finish(self, seconds: float) -> None:
+        """Stream ``seconds`` of caller silence, then echo every mark: the bot's audio has played."""
+        await self.send_silence(seconds)
+        await self.echo_marks()
+
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
         async for message in self.ws:
