@@ -28,9 +28,12 @@ class CallContext:
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """A fragment of the bot's reply (any length: a token, a clause, a sentence)."""
+    """A fragment of the bot's reply (any length: a token, a clause, a sentence), spoken in
+    ``voice`` (a persona's voice name; None: the default voice). A hand-off changes the voice
+    mid-reply: the bridge line in the old bot's voice, the new bot's first words in its own."""
 
     text: str
+    voice: str | None = None
     kind: Literal["say"] = "say"
 
 
@@ -60,6 +63,11 @@ class Bot(ABC):
     @abstractmethod
     def greeting(self) -> str:
         """What the bot says when the call connects (rendered ahead of time)."""
+
+    @property
+    def voice(self) -> str | None:
+        """The voice the bot speaks in now (greeting, prompts, acknowledgements)."""
+        return None
 
     @abstractmethod
     def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
@@ -94,3 +102,7 @@ class BotFactory(ABC):
     @abstractmethod
     def fixed_phrases(self) -> list[str]:
         """Phrases every call starts with (greetings), worth rendering to audio ahead of time."""
+
+    def voices(self) -> list[str | None]:
+        """Every voice its bots speak in (fixed phrases are rendered in each)."""
+        return [None]

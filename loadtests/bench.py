@@ -110,7 +110,7 @@ def aggregate(
             "tts_first_byte": _summary([t["tts_engine_ms"] for t in turns]),
         },
         "first_audio_ms": _summary([t["first_audio_ms"] for t in turns]),
-        "fillers": sum(e["kind"] == "filler" for r in reports for e in r["events"]),
+        "covers": _count(e.get("purpose", "filler") for r in reports for e in r["events"] if e["kind"] == "filler"),
         "vendor_degraded": sum(e["kind"] == "vendor_degraded" for r in reports for e in r["events"]),
         "turn_latency_server_ms": _summary([t["total_ms"] for t in turns]),
         "endpointing_ms": _summary([t["endpointing_ms"] for t in turns]),
@@ -224,9 +224,9 @@ def format_result(result: dict[str, Any]) -> str:
         f"calls completed            {result['calls_completed']}  {result['call_end_reasons']}",
         f"turns measured             {result['turns']}",
         f"runtime overhead ms        p50 {o.get('p50')}  p95 {o.get('p95')}  p99 {o.get('p99')}  max {o.get('max')}",
-        f"turn latency (server) ms   {result['turn_latency_server_ms']}",
+        f"answer latency (server) ms {result['turn_latency_server_ms']}",
         f"  by stage ms              {result['stages_ms']}",
-        f"first audio incl. fillers  {result['first_audio_ms']}  fillers {result['fillers']}"
+        f"first audio (acks count)   {result['first_audio_ms']}  acks/fillers played {result['covers']}"
         f"  degraded stages {result['vendor_degraded']}",
         f"turn latency (caller) ms   {result['turn_latency_caller_ms']}",
         f"pacing jitter ms           p50 {p['jitter_ms_p50']}  p99 {p['jitter_ms_p99']}  max {p['jitter_ms_max']}"

@@ -7,16 +7,22 @@ names the variable, so an operator fixes a deployment in one pass.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from runtime.engines import EngineOptions
 from runtime.vendors import VendorOptions
 
 T = TypeVar("T")
+
+#: The bots a call can start with (``LEADLINE_STARTING_BOT``, ``POST /api/calls``).
+BOT_NAMES = ("lead",)
+#: ITU-T E.164 as Twilio takes it: "+", a country code (never 0) and at most 15 digits in all.
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 class ConfigError(ValueError):
@@ -44,11 +50,17 @@ class TurnOptions:
     #: only if the caller does not go on. Hides most of the recogniser's time behind
     #: endpointing, at the cost of wasted recognitions when callers pause mid-sentence. 0: never.
     speculate_after_ms: int = 200
-    #: If no answer audio has gone out this long after the caller stopped, a short filler
-    #: ("One moment.") covers the silence; 0 turns fillers off. Set well past a normal answer
-    #: (~1 s with the vendors): an answer that arrives while a filler plays waits for it, so a
-    #: filler on an almost-ready answer makes the turn slower, not faster (measured: at 1000 ms
-    #: fillers pushed P95 from ~1.1 s to 1.6 s). Its job is slow turns (tool calls, a vendor retry).
+    #: If no answer audio has gone out this long after the caller stopped, a cached one-word
+    #: acknowledgement ("Mm-hm.") goes out first, so the caller hears the bot within the turn
+    #: budget (800 ms) even when Claude or ElevenLabs is slow; 0 turns them off. The cost: an
+    #: answer ready while it plays waits for its end (~0.4 s). Reports keep both figures: first
+    #: audio and the answer's own first frame.
+    ack_after_ms: int = 650
+    #: Said in turn, never the same twice in a row: short and neutral, as fits any answer.
+    acks: tuple[str, ...] = ("Okay.", "Got it.", "Right.", "I see.")
+    #: If the answer is still not out this long after the caller stopped, a filler ("One
+    #: moment.") says the bot is on it; 0 turns fillers off. Its job is slow turns (tool calls,
+    #: a vendor retry), so it sits well past a normal answer (~1 s with the vendors).
     filler_after_ms: int = 1500
     #: Said in turn, never the same twice in a row; short so the answer follows quickly.
     fillers: tuple[str, ...] = ("One moment.", "Let me see.", "Okay, just a second.")
@@ -109,6 +121,36 @@ class PersonaOptions:
     bot_name: str = "Ava"
 
 
+def default_voicemail_text(persona: PersonaOptions) -> str:
+    """What the bot leaves on an answering machine unless configured: who called and why, and
+    to call back, since the lead may not know the number."""
+    return (
+        f"Hi, this is {persona.bot_name} from {persona.business_name}, following up on your home inquiry. "
+        "Please call us back at this number when you have a moment. Thank you!"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DialOptions:
+    """Outbound calls placed through ``POST /api/calls``."""
+
+    #: The number calls come from: one of the Twilio account's numbers, in E.164. Empty turns
+    #: dialling off, since Twilio refuses a call without ``From``.
+    caller_id: str = ""
+    #: Said after the beep when answering-machine detection reports a machine; rendered at
+    #: start-up like the greetings, so it plays at once.
+    voicemail_text: str = default_voicemail_text(PersonaOptions())
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.caller_id and not is_e164(self.caller_id):
+            problems.append("caller_id must be an E.164 number, e.g. +15125550100")
+        if not self.voicemail_text.strip():
+            problems.append("voicemail_text must not be blank")
+        if problems:
+            raise ConfigError(problems)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -136,6 +178,7 @@ class Settings:
     silence: SilenceOptions = field(default_factory=SilenceOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     persona: PersonaOptions = field(default_factory=PersonaOptions)
+    dial: DialOptions = field(default_factory=DialOptions)
 
     @property
     def stream_url(self) -> str:
@@ -172,6 +215,10 @@ class _EnvReader:
         if not token and "twilio_auth_token" not in overrides:
             self.problems.append("TWILIO_AUTH_TOKEN is required: webhooks cannot be verified without it")
         stream_secret = self.env.get("LEADLINE_STREAM_SECRET", "").encode() or secrets.token_bytes(32)
+        persona = PersonaOptions(
+            business_name=self.env.get("LEADLINE_BUSINESS_NAME", "") or PersonaOptions.business_name,
+            bot_name=self.env.get("LEADLINE_BOT_NAME", "") or PersonaOptions.bot_name,
+        )
         values: dict[str, object] = dict(
             host=host,
             port=port,
@@ -191,6 +238,7 @@ class _EnvReader:
                 end_of_turn_silence_ms=("LEADLINE_END_OF_TURN_SILENCE_MS", _positive_int),
                 barge_in_min_speech_ms=("LEADLINE_BARGE_IN_MIN_SPEECH_MS", _positive_int),
                 speculate_after_ms=("LEADLINE_SPECULATE_AFTER_MS", _non_negative_int),
+                ack_after_ms=("LEADLINE_ACK_AFTER_MS", _non_negative_int),
                 filler_after_ms=("LEADLINE_FILLER_AFTER_MS", _non_negative_int),
             ),
             silence=self.group(
@@ -199,9 +247,12 @@ class _EnvReader:
                 hangup_after_prompt_s=("LEADLINE_SILENCE_HANGUP_S", _positive_float),
             ),
             output=self.group(OutputOptions, lead_ms=("LEADLINE_OUTPUT_LEAD_MS", _positive_int)),
-            persona=PersonaOptions(
-                business_name=self.env.get("LEADLINE_BUSINESS_NAME", "") or PersonaOptions.business_name,
-                bot_name=self.env.get("LEADLINE_BOT_NAME", "") or PersonaOptions.bot_name,
+            persona=persona,
+            dial=DialOptions(
+                caller_id=self.get("LEADLINE_CALLER_ID", _e164, "", "must be an E.164 number, e.g. +15125550100"),
+                voicemail_text=self.get(
+                    "LEADLINE_VOICEMAIL_TEXT", _non_blank, default_voicemail_text(persona), "must not be blank"
+                ),
             ),
         )
         values.update(overrides)
@@ -248,7 +299,7 @@ class _EnvReader:
             "anthropic_base_url": ("ANTHROPIC_BASE_URL", ("http", "https")),
             "twilio_api_base_url": ("TWILIO_API_BASE_URL", ("http", "https")),
         }
-        values: dict[str, str] = {
+        values: dict[str, Any] = {
             "deepgram_api_key": self.env.get("DEEPGRAM_API_KEY", ""),
             "elevenlabs_api_key": self.env.get("ELEVENLABS_API_KEY", ""),
             "elevenlabs_voice_id": self.env.get("ELEVENLABS_VOICE_ID", ""),
@@ -261,7 +312,16 @@ class _EnvReader:
             values[attr] = self.get(
                 name, _base_url(schemes), getattr(defaults, attr), f"must be a {'/'.join(schemes)} URL"
             )
-        return VendorOptions(**values)
+        timeouts = {
+            "deepgram_stall_timeout_s": "LEADLINE_STT_STALL_TIMEOUT_S",
+            "anthropic_first_token_timeout_s": "LEADLINE_LLM_FIRST_TOKEN_TIMEOUT_S",
+            "elevenlabs_first_byte_timeout_s": "LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S",
+        }
+        seconds = {
+            attr: self.get(name, _positive_float, getattr(defaults, attr), "must be a number of seconds > 0")
+            for attr, name in timeouts.items()
+        }
+        return VendorOptions(**values, **seconds)
 
     def group(self, kind: Callable[..., T], **fields: tuple[str, Callable[[str], object]]) -> T:
         values = {}
@@ -326,6 +386,23 @@ def _base_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def is_e164(number: str) -> bool:
+    """``number`` is a phone number in E.164 (``+15125550100``), the only form Twilio dials."""
+    return _E164.fullmatch(number) is not None
+
+
+def _e164(raw: str) -> str:
+    if not is_e164(raw):
+        raise ValueError("not E.164")
+    return raw
+
+
+def _non_blank(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("blank")
+    return raw.strip()
+
+
 def _slug(raw: str) -> str:
     if not raw.replace("-", "").replace("_", "").isalnum():
         raise ValueError("bad slug")
@@ -333,7 +410,7 @@ def _slug(raw: str) -> str:
 
 
 def _bot_name(raw: str) -> str:
-    if raw != "lead":
+    if raw not in BOT_NAMES:
         raise ValueError("unknown bot")
     return raw
 

@@ -33,6 +33,22 @@ DEFAULT_SCRIPTED_TRANSCRIPTS = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceOptions:
+    """A bot persona's own voice: an ElevenLabs voice, and the pitch the offline voices use
+    (one Piper voice ships offline, so personas differ by pitch there)."""
+
+    elevenlabs_voice_id: str = ""
+    pitch: float = 1.0
+
+
+#: The Buyer and Seller bots speak in voices of their own, so a hand-off is heard as one.
+DEFAULT_VOICES: tuple[tuple[str, VoiceOptions], ...] = (
+    ("buyer", VoiceOptions(pitch=1.12)),
+    ("seller", VoiceOptions(pitch=0.9)),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineOptions:
     """Which speech engines to run and how many threads each may use."""
 
@@ -50,6 +66,8 @@ class EngineOptions:
     vad_gather_ms: float = DEFAULT_GATHER_MS
     #: What the scripted STT "hears", turn after turn.
     scripted_transcripts: tuple[str, ...] = DEFAULT_SCRIPTED_TRANSCRIPTS
+    #: Voices besides the default one (``tts``), by name (a bot persona's).
+    voices: tuple[tuple[str, VoiceOptions], ...] = DEFAULT_VOICES
 
     def __post_init__(self) -> None:
         if self.stt not in ("whisper", "scripted", "deepgram"):
@@ -71,11 +89,21 @@ class Engines:
     vad: Vad
     stt: SpeechToText
     tts: TextToSpeech
+    #: other voices by name; a name without one speaks with ``tts``
+    voices: dict[str, TextToSpeech] = field(default_factory=dict)
+
+    def voice(self, name: str | None) -> TextToSpeech:
+        return self.voices.get(name, self.tts) if name else self.tts
+
+    def all_voices(self) -> list[TextToSpeech]:
+        return [self.tts, *self.voices.values()]
 
     async def aclose(self) -> None:
         """Stop the engines' tasks and worker threads (the models stay cached in the process)."""
-        for engine in (self.vad, self.stt, self.tts):
-            await engine.aclose()
+        await self.vad.aclose()
+        await self.stt.aclose()
+        for voice in self.all_voices():
+            await voice.aclose()
 
 
 def load_engines(options: EngineOptions) -> Engines:
@@ -83,7 +111,8 @@ def load_engines(options: EngineOptions) -> Engines:
     started = time.perf_counter()
     vad = SileroVad(gather_ms=options.vad_gather_ms)
     vad.warm_up()
-    engines = Engines(vad=vad, stt=_load_stt(options), tts=_load_tts(options))
+    voices = {name: _load_tts(options, voice) for name, voice in options.voices}
+    engines = Engines(vad=vad, stt=_load_stt(options), tts=_load_tts(options, VoiceOptions()), voices=voices)
     logger.info(
         "speech engines loaded",
         extra={"stt": options.stt, "tts": options.tts, "load_ms": (time.perf_counter() - started) * 1000},
@@ -98,7 +127,10 @@ def _load_stt(options: EngineOptions) -> SpeechToText:
 
     vendors = options.vendors
     vendor = DeepgramStt(
-        api_key=vendors.deepgram_api_key, base_url=vendors.deepgram_base_url, model=vendors.deepgram_model
+        api_key=vendors.deepgram_api_key,
+        base_url=vendors.deepgram_base_url,
+        model=vendors.deepgram_model,
+        stall_timeout_s=vendors.deepgram_stall_timeout_s,
     )
     if options.stt_fallback == "none":
         return vendor
@@ -113,26 +145,27 @@ def _local_stt(kind: str, options: EngineOptions) -> SpeechToText:
     return stt
 
 
-def _load_tts(options: EngineOptions) -> TextToSpeech:
+def _load_tts(options: EngineOptions, voice: VoiceOptions) -> TextToSpeech:
     if options.tts != "elevenlabs":
-        return _local_tts(options.tts, options)
+        return _local_tts(options.tts, options, voice)
     from runtime.elevenlabs_tts import ElevenLabsTts
 
     vendors = options.vendors
     vendor = ElevenLabsTts(
         api_key=vendors.elevenlabs_api_key,
-        voice_id=vendors.elevenlabs_voice_id,
+        voice_id=voice.elevenlabs_voice_id or vendors.elevenlabs_voice_id,
         base_url=vendors.elevenlabs_base_url,
         model_id=vendors.elevenlabs_model,
+        first_byte_timeout_s=vendors.elevenlabs_first_byte_timeout_s,
     )
     if options.tts_fallback == "none":
         return vendor
-    return FallbackTts(vendor, _local_tts(options.tts_fallback, options), CircuitBreaker("elevenlabs"))
+    return FallbackTts(vendor, _local_tts(options.tts_fallback, options, voice), CircuitBreaker("elevenlabs"))
 
 
-def _local_tts(kind: str, options: EngineOptions) -> TextToSpeech:
+def _local_tts(kind: str, options: EngineOptions, voice: VoiceOptions) -> TextToSpeech:
     if kind == "scripted":
-        return ScriptedTts()
-    tts = PiperTts(intra_op_threads=options.tts_threads)
+        return ScriptedTts(pitch=voice.pitch)
+    tts = PiperTts(intra_op_threads=options.tts_threads, pitch=voice.pitch)
     tts.warm_up()
     return tts

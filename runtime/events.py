@@ -37,7 +37,9 @@ class TurnLatency:
     tts_engine_ms: float
     #: STT started at a pause before the turn ended (its time partly hidden by endpointing)
     stt_speculative: bool = False
-    #: a filler phrase went out first; ``first_frame_at`` is then the answer's own first frame
+    #: an acknowledgement or filler went out first (queued, first frame); ``first_frame_at`` is
+    #: then the answer's own first frame, which waited for it to play
+    filler_queued_at: float | None = None
     filler_frame_at: float | None = None
     #: the reply was started at a pause, before the turn ended (its audio held until then)
     speculative_reply: bool = False
@@ -62,7 +64,11 @@ class TurnLatency:
     def runtime_overhead_ms(self) -> float:
         """Turn end -> first frame, minus the engines' own time: what the runtime adds. For a
         reply started early, the engines' time before the turn end is hidden: what remains is
-        from when the audio was both ready and allowed out to the first frame."""
+        from when the audio was both ready and allowed out to the first frame. When a cached
+        acknowledgement went out first, the answer waited for it by design: the runtime's
+        share is then the acknowledgement's own queue -> first frame."""
+        if self.filler_queued_at is not None and self.filler_frame_at is not None:
+            return (self.filler_frame_at - self.filler_queued_at) * 1000
         if self.speculative_reply:
             return (self.first_frame_at - max(self.turn_end_at, self.first_audio_at)) * 1000
         pipeline_ms = (self.first_frame_at - self.turn_end_at) * 1000
@@ -156,13 +162,18 @@ class VendorDegraded:
     kind: Literal["vendor_degraded"] = "vendor_degraded"
 
 
+CoverPurpose = Literal["ack", "filler"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FillerPlayed:
-    """The answer was late, so a short filler covered the silence."""
+    """The answer was late, so a cached phrase covered the silence: an acknowledgement when the
+    turn budget was about to be missed, a filler when the answer was much later still."""
 
     at: float
     turn: int
     text: str
+    purpose: CoverPurpose = "filler"
     kind: Literal["filler"] = "filler"
 
 

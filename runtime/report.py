@@ -5,13 +5,25 @@ from __future__ import annotations
 import statistics
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bots.base import CallContext
 from runtime.events import CallEvent, EventSink, Interruption, TurnLatency, event_to_dict
 from runtime.outbound import PacingStats
 from telephony.call_state import CallLifecycle
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AmdResult:
+    """Twilio's answering-machine detection verdict on an outbound call (protocols.md §1.5)."""
+
+    #: ``AnsweredBy``: human, machine_start, machine_end_beep/_silence/_other, fax or unknown
+    answered_by: str
+    #: ``MachineDetectionDuration``: how long Twilio listened before deciding, in ms
+    duration_ms: int | None
+    #: wall-clock time the verdict arrived
+    at: float
 
 
 @dataclass
@@ -27,6 +39,8 @@ class CallReport:
     bot_state: dict[str, Any] = field(default_factory=dict)
     protocol_errors: int = 0
     dropped_inbound_frames: int = 0
+    #: the latest answering-machine detection verdict (outbound calls dialled with AMD)
+    amd: AmdResult | None = None
 
     def add(self, event: CallEvent) -> None:
         self.events.append(event)
@@ -61,6 +75,7 @@ class CallReport:
             },
             "pacing_jitter_ms": pacing.jitter.to_dict(),
             "bot_state": self.bot_state,
+            "amd": None if self.amd is None else asdict(self.amd),
             "events": [event_to_dict(e) for e in self.events],
         }
 

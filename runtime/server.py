@@ -21,13 +21,15 @@ from bots.llm_bot import LlmBotFactory
 from runtime.anthropic_llm import AnthropicLlm
 from runtime.app_state import STATE, ServerState
 from runtime.config import Settings
+from runtime.dialer import add_dial_routes
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.fallback import CircuitBreaker
 from runtime.media_socket import media_stream
 from runtime.report import CallReport
+from runtime.speech import TextToSpeech
+from runtime.web_auth import authorised, verified_form
 from telephony.call_state import CallLifecycle, IllegalTransition
 from telephony.rest import TwilioRest
-from telephony.signature import public_url_for
 from telephony.stream_token import issue_stream_token
 from telephony.twiml import connect_stream_twiml, reject_twiml
 
@@ -59,6 +61,7 @@ def create_app(
     app.router.add_get("/twilio/media", media_stream)
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_sid}", get_call)
+    add_dial_routes(app)
     app.cleanup_ctx.append(_engines_ctx)
     app.cleanup_ctx.append(_rest_ctx)
     app.on_shutdown.append(_close_calls)
@@ -73,7 +76,10 @@ def _bot_factory(settings: Settings, closers: list[Callable[[], Awaitable[None]]
         return scripted
     vendors = settings.engines.vendors
     llm = AnthropicLlm(
-        api_key=vendors.anthropic_api_key, base_url=vendors.anthropic_base_url, model=vendors.anthropic_model
+        api_key=vendors.anthropic_api_key,
+        base_url=vendors.anthropic_base_url,
+        model=vendors.anthropic_model,
+        first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
     )
     closers.append(llm.aclose)
     primary = LlmBotFactory(llm, business_name=persona.business_name, bot_name=persona.bot_name)
@@ -128,8 +134,15 @@ async def _render_fixed_phrases(state: ServerState, engines: Engines | None = No
     assert engines is not None
     silence = state.settings.silence
     turn = state.settings.turn
-    for phrase in [*state.bots.fixed_phrases(), silence.prompt_text, silence.goodbye_text, *turn.fillers]:
-        await engines.tts.render(phrase)
+    phrases = [*state.bots.fixed_phrases(), silence.prompt_text, silence.goodbye_text, *turn.acks, *turn.fillers]
+    phrases.append(state.settings.dial.voicemail_text)
+
+    async def render_all(voice: TextToSpeech) -> None:
+        for phrase in phrases:
+            await voice.render(phrase)
+
+    # Any bot may say any of them after a hand-off, so each voice gets them all.
+    await asyncio.gather(*(render_all(engines.voice(name)) for name in state.bots.voices()))
 
 
 async def _close_calls(app: web.Application) -> None:
@@ -153,13 +166,8 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if state.engines is not None else 503)
 
 
-def _authorised(request: web.Request) -> bool:
-    token = request.app[STATE].settings.api_token
-    return bool(token) and request.headers.get("Authorization", "") == f"Bearer {token}"
-
-
 async def list_calls(request: web.Request) -> web.Response:
-    if not _authorised(request):
+    if not authorised(request):
         raise web.HTTPUnauthorized(text="bearer token required")
     try:
         limit = min(1000, max(1, int(request.query.get("limit", "50"))))
@@ -171,7 +179,7 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def get_call(request: web.Request) -> web.Response:
-    if not _authorised(request):
+    if not authorised(request):
         raise web.HTTPUnauthorized(text="bearer token required")
     report = request.app[STATE].reports.get(request.match_info["call_sid"])
     if report is None:
@@ -182,20 +190,9 @@ async def get_call(request: web.Request) -> web.Response:
 # --- Twilio webhooks --------------------------------------------------------------------------
 
 
-async def _verified_form(request: web.Request) -> dict[str, str]:
-    """The webhook's form parameters, or 403 when ``X-Twilio-Signature`` does not match."""
-    state = request.app[STATE]
-    form = await request.post()
-    url = public_url_for(state.settings.public_url, request.raw_path)
-    if not state.validator.validate(url, form, request.headers.get("X-Twilio-Signature")):
-        log.warning("webhook signature rejected", extra={"path": request.path})
-        raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 async def voice_webhook(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    form = await _verified_form(request)
+    form = await verified_form(request)
     call_sid = form.get("CallSid", "")
     if not call_sid:
         raise web.HTTPBadRequest(text="CallSid missing")
@@ -205,18 +202,20 @@ async def voice_webhook(request: web.Request) -> web.Response:
         log.warning("at capacity, rejecting call", extra={"call_sid": call_sid})
         return web.Response(text=reject_twiml("busy"), content_type="text/xml")
     settings = state.settings
+    known = state.reports.get(call_sid)  # a call we dialled starts with the bot it was dialled for
     context = CallContext(
         call_sid=call_sid,
         from_number=form.get("From", ""),
         to_number=form.get("To", ""),
         direction=form.get("Direction", "inbound"),
         tenant=settings.tenant,
-        bot=settings.starting_bot,
+        bot=known.context.bot if known is not None else settings.starting_bot,
     )
-    report = state.reports.get(call_sid) or state.reports.open(CallReport(context, CallLifecycle()))
+    report = known or state.reports.open(CallReport(context, CallLifecycle()))
     _apply_status(report, form)
     # Render the greeting now, while Twilio connects the stream, so it plays at once.
-    state.spawn(state.engines.tts.render(state.bots.create(context).greeting()))
+    bot = state.bots.create(context)
+    state.spawn(state.engines.voice(bot.voice).render(bot.greeting()))
     parameters = {
         "from": context.from_number,
         "to": context.to_number,
@@ -247,7 +246,7 @@ def _apply_status(report: CallReport, form: dict[str, str]) -> bool:
 
 async def status_callback(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    form = await _verified_form(request)
+    form = await verified_form(request)
     call_sid = form.get("CallSid", "")
     if not call_sid:
         raise web.HTTPBadRequest(text="CallSid missing")

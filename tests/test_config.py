@@ -100,3 +100,22 @@ def test_vendor_base_urls_point_the_clients_at_emulators() -> None:
 def test_bad_vendor_base_url_is_reported() -> None:
     with pytest.raises(ConfigError, match="DEEPGRAM_BASE_URL"):
         Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "DEEPGRAM_BASE_URL": "http://nope"})
+
+
+def test_vendor_watchdog_timeouts_come_from_env_and_reach_the_clients() -> None:
+    env = {
+        "TWILIO_AUTH_TOKEN": "x",
+        "LEADLINE_STT": "deepgram",
+        "DEEPGRAM_API_KEY": "k",
+        "LEADLINE_STT_STALL_TIMEOUT_S": "2.5",
+        "LEADLINE_LLM_FIRST_TOKEN_TIMEOUT_S": "1.2",
+        "LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S": "0.8",
+        "LEADLINE_ACK_AFTER_MS": "0",
+    }
+    settings = Settings.from_env(env)
+    vendors = settings.engines.vendors
+    assert (vendors.deepgram_stall_timeout_s, vendors.anthropic_first_token_timeout_s) == (2.5, 1.2)
+    assert vendors.elevenlabs_first_byte_timeout_s == 0.8
+    assert settings.turn.ack_after_ms == 0
+    with pytest.raises(ConfigError, match="LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S"):
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S": "0"})

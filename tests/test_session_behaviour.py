@@ -254,26 +254,49 @@ async def test_a_barge_in_with_no_words_resumes_the_interrupted_reply(
     assert sum(isinstance(e, ms.OutMedia) for e in driver.received[clear_index:]) > 50  # it spoke again
 
 
-async def test_a_late_answer_is_covered_by_a_filler(
-    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
-) -> None:
+async def late_answer_call(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession, stt_latency_s: float
+) -> tuple[Recorder, Any]:
+    """One caller turn answered after ``stt_latency_s``; returns the bot and the call report."""
     bot = Recorder()
-    slow = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["a house"], latency_s=1.2), tts=ScriptedTts())
-    server = await start_server(slow, OneBot(bot), turn=TurnOptions(speculate_after_ms=0, filler_after_ms=700))
+    slow = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["a house"], latency_s=stt_latency_s), tts=ScriptedTts())
+    turn = TurnOptions(speculate_after_ms=0, ack_after_ms=650, filler_after_ms=1500)
+    server = await start_server(slow, OneBot(bot), turn=turn)
     driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.let_bot_finish(2.5)
     await driver.send_audio(await ScriptedTts().render("I want a house."))
-    await driver.send_silence(3.0)
+    await driver.send_silence(4.0)
     await driver.stop()
     await driver.close()
     report = server.state.reports.get(driver.call_sid)
     assert report is not None
-    [filler] = [e for e in report.events if isinstance(e, FillerPlayed)]
-    assert filler.text in TurnOptions().fillers
+    return bot, report
+
+
+async def test_a_late_answer_is_covered_by_an_acknowledgement_then_a_filler(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot, report = await late_answer_call(start_server, scripted_engines, http, stt_latency_s=2.0)
+    ack, filler = [e for e in report.events if isinstance(e, FillerPlayed)]
+    assert (ack.purpose, filler.purpose) == ("ack", "filler")
+    assert ack.text in TurnOptions().acks and filler.text in TurnOptions().fillers
     [turn] = report.turn_latencies()
     assert turn.filler_frame_at is not None and turn.filler_frame_at < turn.first_frame_at
-    assert 650 <= turn.first_audio_ms < turn.total_ms  # the filler went out ~700 ms after speech end
-    assert bot.heard == ["a house"]  # the real answer still came, after the filler
+    # The acknowledgement went out at its deadline (650 ms after speech end), not the filler's.
+    assert 650 <= turn.first_audio_ms < 1500 < turn.total_ms
+    assert bot.heard == ["a house"]  # the real answer still came, after both
+    [utterance] = [e for e in report.events if isinstance(e, BotUtterance) and e.turn == 1]
+    assert utterance.text.startswith(f"{ack.text} {filler.text} ")
+
+
+async def test_a_prompt_answer_is_not_covered(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot, report = await late_answer_call(start_server, scripted_engines, http, stt_latency_s=0.0)
+    assert not [e for e in report.events if isinstance(e, FillerPlayed)]
+    [turn] = report.turn_latencies()
+    assert turn.filler_frame_at is None and turn.first_audio_ms == turn.total_ms
+    assert bot.heard == ["a house"]
 
 
 class Undoable(Recorder):

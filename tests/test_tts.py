@@ -40,9 +40,9 @@ class SynthesisSpy:
         self.calls = 0
         self.sentences = 0
 
-    def __call__(self, text: str) -> Iterable[Any]:
+    def __call__(self, text: str, **options: Any) -> Iterable[Any]:
         self.calls += 1
-        return self._count(self._synthesize(text))
+        return self._count(self._synthesize(text, **options))
 
     def _count(self, chunks: Iterable[Any]) -> Iterator[Any]:
         for chunk in chunks:
@@ -180,3 +180,35 @@ async def test_scripted_latency_is_per_sentence() -> None:
 def test_scripted_options_are_validated() -> None:
     with pytest.raises(ValueError):
         ScriptedTts(ms_per_char=0)
+
+
+def dominant_pitch_hz(ulaw: bytes) -> float:
+    """The median pitch of the voiced 40 ms frames (autocorrelation peak within 70-400 Hz)."""
+    pcm = ulaw_to_pcm(ulaw).astype(np.float64)
+    frame = SAMPLE_RATE // 25
+    lags = np.arange(SAMPLE_RATE // 400, SAMPLE_RATE // 70)
+    pitches = []
+    for start in range(0, len(pcm) - frame, frame):
+        window = pcm[start : start + frame] - pcm[start : start + frame].mean()
+        if np.sqrt(np.mean(window**2)) < 1000:
+            continue  # silence or a quiet consonant: no pitch to speak of
+        correlation = np.correlate(window, window, mode="full")[frame - 1 :]
+        pitches.append(SAMPLE_RATE / float(lags[np.argmax(correlation[lags])]))
+    return float(np.median(pitches))
+
+
+async def test_a_higher_pitched_persona_voice_keeps_the_pace_of_speech(piper: PiperTts) -> None:
+    text = "I will bring in Maya, who works with our buyers."
+    base = await piper.render(text)
+    higher = await PiperTts(pitch=1.12).render(text)
+    assert abs(len(higher) - len(base)) < 0.1 * len(base)  # same pace: the length stays
+    assert dominant_pitch_hz(higher) > 1.05 * dominant_pitch_hz(base)
+
+
+async def test_scripted_voices_differ_in_pitch_not_length() -> None:
+    base = await ScriptedTts().render("Hello there, this is Maya.")
+    lower = await ScriptedTts(pitch=0.9).render("Hello there, this is Maya.")
+    assert len(lower) == len(base)
+    assert dominant_pitch_hz(lower) < 0.95 * dominant_pitch_hz(base)
+    with pytest.raises(ValueError, match="pitch"):
+        ScriptedTts(pitch=2.0)
