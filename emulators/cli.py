@@ -1,7 +1,8 @@
-"""``leadline emulate deepgram|anthropic|elevenlabs|twilio|all --port N``: the vendor emulators as
+"""``leadline emulate deepgram|anthropic|elevenlabs|twilio|ghl|all --port N``: the vendor emulators as
 servers on loopback, for the demo, manual testing and the benchmark (one process per vendor).
 
-Each emulator accepts the key given by ``--api-key`` (Twilio: ``--account-sid``/``--auth-token``)
+Each emulator accepts the key given by ``--api-key`` (Twilio: ``--account-sid``/``--auth-token``;
+GoHighLevel: as its Bearer token, for the location, calendar and pipeline ids of ``emulators.ghl``)
 and serves ``/_emulator/state``, ``/_emulator/faults`` and ``/_emulator/latency`` for control.
 """
 
@@ -19,7 +20,7 @@ from emulators.control import CONTROL, FaultInjector
 
 log = logging.getLogger(__name__)
 
-VENDORS = ("deepgram", "anthropic", "elevenlabs", "twilio")
+VENDORS = ("deepgram", "anthropic", "elevenlabs", "twilio", "ghl")
 
 
 def build(vendor: str, args: argparse.Namespace) -> web.Application:
@@ -29,6 +30,7 @@ def build(vendor: str, args: argparse.Namespace) -> web.Application:
         "anthropic": _anthropic,
         "elevenlabs": _elevenlabs,
         "twilio": _twilio,
+        "ghl": _ghl,
     }
     app = builders[vendor](args)
     app[CONTROL].faults = FaultInjector(seed=args.seed)  # latency defaults: each vendor's published medians
@@ -78,6 +80,12 @@ def _twilio(args: argparse.Namespace) -> web.Application:
     return twilio.build_app(account_sid=args.account_sid, auth_token=args.auth_token)
 
 
+def _ghl(args: argparse.Namespace) -> web.Application:
+    from emulators import ghl
+
+    return ghl.build_app(token=args.api_key)
+
+
 async def serve(vendors: list[str], args: argparse.Namespace) -> None:
     """Run the emulators (consecutive ports from ``--port``) until SIGINT/SIGTERM."""
     runners = []
@@ -101,7 +109,7 @@ async def serve(vendors: list[str], args: argparse.Namespace) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("vendor", choices=[*VENDORS, "all"])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9100, help="first port; 'all' uses four in a row")
+    parser.add_argument("--port", type=int, default=9100, help="first port; 'all' uses one per vendor, in a row")
     parser.add_argument("--api-key", default="emulator-key", help="the key the emulator accepts")
     parser.add_argument("--account-sid", default="AC" + "0" * 32, help="Twilio emulator account")
     parser.add_argument("--auth-token", default="emulator-token", help="Twilio emulator auth token")

@@ -1,4 +1,4 @@
-"""Twilio emulator: the REST Calls resource, and each outbound call played as Twilio plays it.
+"""Twilio emulator: the REST Calls and conference resources, and each call played as Twilio plays it.
 
 ``POST /2010-04-01/Accounts/{AccountSid}/Calls.json`` creates a call (HTTP Basic
 ``AccountSid:AuthToken``, form-encoded, 201 with the resource's snake_case JSON);
@@ -6,10 +6,17 @@
 ``emulators.twilio_flow`` describes: signed status callbacks, AMD, the voice webhook, and a
 simulated callee on the Media Stream. Errors use Twilio's shape and codes (protocols.md §9).
 
+``GET .../Conferences/{ConferenceSid}.json`` fetches a room made by ``<Dial><Conference>``;
+``POST .../Conferences/{ConferenceSid}/Participants.json`` dials a number into it (the SID, or
+a friendly name, which creates the room) and ``GET``/``POST .../Participants/{CallSid}.json``
+fetch and update one (hold, mute, announce), as ``emulators.twilio_conference`` describes.
+
 Every REST request first draws a fault from the shared ``EmulatorControl`` (RATE_LIMIT -> 429
 code 20429 with ``Retry-After``; OVERLOADED -> 503; AUTH -> 401; STALL -> held until the client
 gives up; DISCONNECT -> connection dropped; MALFORMED -> a truncated JSON body), then waits the
-``rest`` latency. ``/_emulator/twilio/calls[/{sid}]`` shows what each call did, and
+``rest`` latency; ``/_emulator/twilio/faults`` schedules a fault for the next requests to one
+resource (``calls``, ``conferences``, ``participants``) instead. ``/_emulator/twilio/calls[/{sid}]``
+and ``/_emulator/twilio/conferences[/{sid}]`` show what each call and room did, and
 ``/_emulator/twilio/callee`` sets who answers.
 """
 
@@ -19,6 +26,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,13 +38,23 @@ from multidict import MultiDict
 from emulators.control import EmulatorControl, Fault, FaultInjector, LatencyProfile, add_control_routes
 from emulators.twilio_calls import (
     API_VERSION,
+    CreateRequest,
     EmulatedCall,
+    Instructions,
     TwilioApiError,
     authenticate_error,
     new_sid,
     not_found,
     parse_create,
     parse_update,
+)
+from emulators.twilio_conference import (
+    Conference,
+    ConferenceRooms,
+    Participant,
+    parse_participant_create,
+    parse_participant_update,
+    seat_twiml,
 )
 from emulators.twilio_flow import AnsweredBy, CalleeOptions, CallFlow, Outcome
 
@@ -71,9 +89,36 @@ class TwilioEmulator:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     http: aiohttp.ClientSession | None = None
+    #: faults for the next requests to one resource (``calls``, ``conferences``, ``participants``)
+    resource_faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    rooms: ConferenceRooms = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rooms = ConferenceRooms(account_sid=self.account_sid, auth_token=self.auth_token, tasks=self.tasks)
 
     def callee_for(self, to: str) -> CalleeOptions:
         return self.callees.get(to, self.callee)
+
+    def next_fault(self, resource: str) -> Fault | None:
+        """The fault scheduled for this resource, else the shared injector's (both counted)."""
+        scheduled = self.resource_faults.get(resource)
+        if not scheduled:
+            return self.control.faults.next_fault()
+        fault = scheduled.popleft()
+        self.control.faults.injected[fault.value] += 1
+        return fault
+
+    def start(self, call: EmulatedCall) -> CallFlow:
+        """Run a new call as its callee answers it."""
+        http = self.http
+        assert http is not None, "the emulator's HTTP client lives as long as the app runs"
+        flow = CallFlow(call, self.callee_for(call.request.to), auth_token=self.auth_token, http=http, rooms=self.rooms)
+        self.calls[call.sid] = call
+        self.flows[call.sid] = flow
+        task = asyncio.create_task(flow.run(), name=f"twilio-call-{call.sid}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return flow
 
     async def wait_finished(self, call_sid: str) -> EmulatedCall:
         """Wait until the call has ended and its last callback was delivered."""
@@ -104,9 +149,17 @@ def build_app(
     app.router.add_post(f"{calls}.json", create_call)
     app.router.add_get(f"{calls}/{{call_sid}}.json", fetch_call)
     app.router.add_post(f"{calls}/{{call_sid}}.json", update_call)
+    conference = f"{API_PREFIX}Accounts/{{account_sid}}/Conferences/{{conference_sid}}"
+    app.router.add_get(f"{conference}.json", fetch_conference)
+    app.router.add_post(f"{conference}/Participants.json", create_participant)
+    app.router.add_get(f"{conference}/Participants/{{call_sid}}.json", fetch_participant)
+    app.router.add_post(f"{conference}/Participants/{{call_sid}}.json", update_participant)
     app.router.add_get("/_emulator/twilio/calls", list_calls)
     app.router.add_get("/_emulator/twilio/calls/{call_sid}", get_call)
+    app.router.add_get("/_emulator/twilio/conferences", list_conferences)
+    app.router.add_get("/_emulator/twilio/conferences/{conference_sid}", get_conference)
     app.router.add_post("/_emulator/twilio/callee", set_callee)
+    app.router.add_post("/_emulator/twilio/faults", schedule_resource_faults)
     add_control_routes(app, control)
     app.cleanup_ctx.append(_http_ctx)
     app.on_shutdown.append(_stop_calls)
@@ -116,9 +169,9 @@ def build_app(
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     emulator = app[TWILIO]
     async with aiohttp.ClientSession() as http:
-        emulator.http = http
+        emulator.http = emulator.rooms.client = http
         yield
-        emulator.http = None
+        emulator.http = emulator.rooms.client = None
 
 
 async def _stop_calls(app: web.Application) -> None:
@@ -139,7 +192,7 @@ async def _rest_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     emulator = request.app[TWILIO]
     emulator.control.stats["rest_requests"] += 1
-    fault = emulator.control.faults.next_fault()
+    fault = emulator.next_fault(_resource(request.path))
     await emulator.control.delay("rest")
     try:
         if fault is not None:
@@ -150,6 +203,12 @@ async def _rest_middleware(request: web.Request, handler: Handler) -> web.Stream
         return e.response()
     except web.HTTPNotFound:
         return not_found(request.path).response()
+
+
+def _resource(path: str) -> str:
+    if "/Participants" in path:
+        return "participants"
+    return "conferences" if "/Conferences" in path else "calls"
 
 
 async def _inject(request: web.Request, fault: Fault) -> web.StreamResponse:
@@ -195,15 +254,8 @@ def _authenticate(request: web.Request, emulator: TwilioEmulator) -> None:
 async def create_call(request: web.Request) -> web.Response:
     emulator = request.app[TWILIO]
     create = parse_create(await _form(request))
-    http = emulator.http
-    assert http is not None, "the emulator's HTTP client lives as long as the app runs"
     call = EmulatedCall(sid=new_sid("CA"), account_sid=emulator.account_sid, request=create)
-    flow = CallFlow(call, emulator.callee_for(create.to), auth_token=emulator.auth_token, http=http)
-    emulator.calls[call.sid] = call
-    emulator.flows[call.sid] = flow
-    task = asyncio.create_task(flow.run(), name=f"twilio-call-{call.sid}")
-    emulator.tasks.add(task)
-    task.add_done_callback(emulator.tasks.discard)
+    emulator.start(call)
     emulator.control.stats["calls_created"] += 1
     log.info("emulated call created", extra={"call_sid": call.sid, "pii.to": create.to})
     return web.json_response(call.resource(), status=201)
@@ -241,6 +293,80 @@ async def update_call(request: web.Request) -> web.Response:
     return web.json_response(call.resource())
 
 
+# --- REST: conferences and their participants --------------------------------------------------
+
+
+def _conference(request: web.Request) -> Conference:
+    conference = request.app[TWILIO].rooms.find(request.match_info["conference_sid"])
+    if conference is None:
+        raise not_found(request.path)
+    return conference
+
+
+def _participant(request: web.Request) -> Participant:
+    participant = _conference(request).find(request.match_info["call_sid"])
+    if participant is None:
+        raise not_found(request.path)
+    return participant
+
+
+async def fetch_conference(request: web.Request) -> web.Response:
+    return web.json_response(_conference(request).resource())
+
+
+async def create_participant(request: web.Request) -> web.Response:
+    """Dial a number into a room: a call whose TwiML seats it there once answered.
+
+    A ``CF`` SID must name an existing room; any other name is a friendly name, whose live room
+    is used or created.
+    """
+    emulator = request.app[TWILIO]
+    name = request.match_info["conference_sid"]
+    create = parse_participant_create(await _form(request))
+    conference = emulator.rooms.find(name)
+    if conference is None or conference.status == "completed":
+        if name.startswith("CF"):
+            raise not_found(request.path)
+        conference = emulator.rooms.room(name)
+    twiml = seat_twiml(conference.friendly_name, create.seat)
+    leg = CreateRequest(
+        to=create.to,
+        from_=create.from_,
+        instructions=Instructions(twiml=twiml),
+        status_callback=create.status_callback,
+        status_callback_events=create.status_callback_events,
+        machine_detection=create.machine_detection,
+        async_amd=False,
+        async_amd_status_callback=None,
+        amd_status_callback=create.amd_status_callback,
+        ring_timeout_s=create.ring_timeout_s,
+    )
+    call = EmulatedCall(sid=new_sid("CA"), account_sid=emulator.account_sid, request=leg)
+    participant = conference.expect(call, create.seat)
+    flow = emulator.start(call)
+    emulator.rooms.spawn(_forget_unjoined(flow, conference), f"twilio-participant-{call.sid}")
+    emulator.control.stats["participants_created"] += 1
+    log.info("emulated participant dialled", extra={"call_sid": call.sid, "pii.to": create.to})
+    return web.json_response(participant.resource(), status=201)
+
+
+async def _forget_unjoined(flow: CallFlow, conference: Conference) -> None:
+    await flow.finished.wait()
+    conference.forget(flow.call.sid)
+
+
+async def fetch_participant(request: web.Request) -> web.Response:
+    return web.json_response(_participant(request).resource())
+
+
+async def update_participant(request: web.Request) -> web.Response:
+    participant = _participant(request)
+    update = parse_participant_update(await _form(request))
+    _conference(request).update(participant, update)
+    request.app[TWILIO].control.stats["participants_updated"] += 1
+    return web.json_response(participant.resource())
+
+
 # --- emulator-only views and settings --------------------------------------------------------
 
 
@@ -254,6 +380,36 @@ async def get_call(request: web.Request) -> web.Response:
     if call is None:
         raise web.HTTPNotFound(text="no such call")
     return web.json_response(call.emulator_view())
+
+
+async def list_conferences(request: web.Request) -> web.Response:
+    conferences = request.app[TWILIO].rooms.conferences.values()
+    return web.json_response({"conferences": [conference.emulator_view() for conference in conferences]})
+
+
+async def get_conference(request: web.Request) -> web.Response:
+    conference = request.app[TWILIO].rooms.conferences.get(request.match_info["conference_sid"])
+    if conference is None:
+        raise web.HTTPNotFound(text="no such conference")
+    return web.json_response(conference.emulator_view())
+
+
+_RESOURCES = ("calls", "conferences", "participants")
+
+
+async def schedule_resource_faults(request: web.Request) -> web.Response:
+    """``{"resource": "participants", "fault": "overloaded", "count": 1}``: the next requests to
+    that resource get the fault; other resources are served as usual."""
+    emulator = request.app[TWILIO]
+    body: dict[str, Any] = await request.json()
+    try:
+        resource, fault, count = str(body["resource"]), Fault(body["fault"]), int(body.get("count", 1))
+    except (KeyError, ValueError, TypeError) as e:
+        raise web.HTTPBadRequest(text=f"bad fault request: {e!r}") from e
+    if resource not in _RESOURCES:
+        raise web.HTTPBadRequest(text=f"resource must be one of {_RESOURCES}")
+    emulator.resource_faults.setdefault(resource, deque()).extend([fault] * count)
+    return web.json_response({name: [f.value for f in faults] for name, faults in emulator.resource_faults.items()})
 
 
 _CALLEE_FIELDS = {"outcome": str, "ring_s": float, "answered_by": str, "amd_duration_ms": int, "max_duration_s": float}

@@ -8,17 +8,24 @@ rest use Twilio's generic invalid-parameter code 20001.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Literal
+from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 from multidict import MultiMapping
 
 from telephony.call_state import CallStatus
+from telephony.signature import compute_signature
+
+log = logging.getLogger("emulators.twilio")
 
 API_VERSION = "2010-04-01"
 #: The REST status of a call Twilio has not started dialling (``initiated`` exists only in callbacks).
@@ -27,6 +34,8 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 #: Twilio sends only ``completed`` when ``StatusCallbackEvent`` is not given (protocols.md §1.5).
 DEFAULT_STATUS_EVENTS = ("completed",)
 MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
+#: Twilio gives up on a webhook after 15 s.
+WEBHOOK_TIMEOUT_S = 15.0
 #: Twilio's ring timeout when ``Timeout`` is not given, and its maximum.
 DEFAULT_RING_TIMEOUT_S = 60
 MAX_RING_TIMEOUT_S = 600
@@ -109,17 +118,44 @@ class CreateRequest:
     async_amd: bool
     async_amd_status_callback: str | None
     ring_timeout_s: int
+    #: a conference participant's ``AmdStatusCallback``. The emulator's reading of Twilio's docs:
+    #: AMD holds the leg out of the room until it has decided, then posts the verdict here.
+    amd_status_callback: str | None = None
+
+
+CallbackKind = Literal["status", "amd", "voice", "action", "redirect", "conference", "announce"]
 
 
 @dataclass(slots=True, kw_only=True)
 class Callback:
     """One request the emulator made to the application, and how it was answered."""
 
-    kind: Literal["status", "amd", "voice", "action", "redirect"]
+    kind: CallbackKind
     url: str
     params: dict[str, str]
     #: HTTP status of the answer; 0 when the request failed or timed out
     http_status: int = 0
+
+
+async def send_signed(
+    http: aiohttp.ClientSession, auth_token: str, record: Callback, method: Literal["GET", "POST"] = "POST"
+) -> tuple[int, str]:
+    """Make ``record``'s request signed as Twilio signs it (protocols.md §1.6) and note its HTTP
+    status; the status and body, or (0, "") if it failed."""
+    url, params = record.url, record.params
+    if method == "GET":
+        url = url + ("&" if "?" in url else "?") + urlencode(params)
+        params = {}
+    headers = {"X-Twilio-Signature": compute_signature(auth_token, url, params)}
+    try:
+        async with asyncio.timeout(WEBHOOK_TIMEOUT_S):
+            async with http.request(method, url, data=params or None, headers=headers) as response:
+                record.http_status = response.status
+                return response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as e:
+        extra = {"call_sid": record.params.get("CallSid"), "kind": record.kind, "error": repr(e)}
+        log.warning("webhook request failed", extra=extra)
+        return 0, ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -7,10 +7,13 @@ Twilio's side (protocols.md §1.2-§1.8): signed status callbacks for the reques
 application's server sees exactly what Twilio and a person would send. REST updates interrupt
 whatever verb is running: the stream gets ``stop`` and the new TwiML runs, or the call ends.
 
-Not emulated: ``FallbackUrl``, ``ApplicationSid``, recordings, ``<Dial>``/``<Say>``/``<Gather>``
-and other verbs beyond ``<Connect><Stream>``, ``<Pause>``, ``<Redirect>`` and ``<Hangup>``:
-those are recorded and hold the call until the REST API ends or redirects it, or the callee
-hangs up after ``max_duration_s``.
+``<Dial><Conference>`` seats the call in a room (``emulators.twilio_conference``) until it is
+redirected, hangs up, or the room ends; then the call goes on to the next verb.
+
+Not emulated: ``FallbackUrl``, ``ApplicationSid``, recordings, other ``<Dial>`` nouns,
+``<Say>``/``<Gather>`` and other verbs beyond ``<Connect><Stream>``, ``<Pause>``, ``<Redirect>``
+and ``<Hangup>``: those are recorded and hold the call until the REST API ends or redirects it,
+or the callee hangs up after ``max_duration_s``.
 """
 
 from __future__ import annotations
@@ -22,15 +25,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Literal, get_args
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from emulators.twilio_calls import API_VERSION, Callback, EmulatedCall, Instructions
+from emulators.twilio_calls import (
+    API_VERSION,
+    WEBHOOK_TIMEOUT_S,
+    Callback,
+    CallbackKind,
+    EmulatedCall,
+    Instructions,
+    send_signed,
+)
+from emulators.twilio_conference import ConferenceRooms, parse_seat
 from runtime.speech import TextToSpeech
 from runtime.tts import ScriptedTts
 from telephony.call_state import CallStatus
-from telephony.signature import compute_signature
 from telephony.simulator import (
     HOME_BUYER_SCRIPT,
     CallerScript,
@@ -46,8 +57,6 @@ Outcome = Literal["answer", "no-answer", "busy", "failed"]
 AnsweredBy = Literal[
     "human", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax", "unknown"
 ]
-#: Twilio gives up on a webhook after 15 s.
-WEBHOOK_TIMEOUT_S = 15.0
 #: ``<Pause>`` without ``length`` pauses one second.
 DEFAULT_PAUSE_S = 1.0
 
@@ -100,11 +109,13 @@ class CallFlow:
         *,
         auth_token: str,
         http: aiohttp.ClientSession,
+        rooms: ConferenceRooms,
     ) -> None:
         self.call = call
         self._callee = callee
         self._auth_token = auth_token
         self._http = http
+        self._rooms = rooms
         self._instructions = call.request.instructions
         self._interrupt = asyncio.Event()
         self._redirect: Instructions | None = None
@@ -177,7 +188,8 @@ class CallFlow:
             document = await self._execute(document)
 
     async def _detect_machine(self) -> None:
-        """AMD: in the background (``AsyncAmd``), or holding the TwiML until it has decided."""
+        """AMD: in the background (``AsyncAmd``), or holding the TwiML until it has decided (a
+        conference participant's verdict is then also posted to its ``AmdStatusCallback``)."""
         request = self.call.request
         if request.machine_detection is None:
             return
@@ -185,11 +197,14 @@ class CallFlow:
             self._amd = asyncio.create_task(self._async_amd(), name=f"twilio-amd-{self.call.sid}")
         elif not await self._wait(self._callee.amd_duration_ms / 1000):
             self.call.answered_by = self._callee.answered_by
+            await self._report_amd(request.amd_status_callback)
 
     async def _async_amd(self) -> None:
         await asyncio.sleep(self._callee.amd_duration_ms / 1000)
         self.call.answered_by = self._callee.answered_by
-        url = self.call.request.async_amd_status_callback
+        await self._report_amd(self.call.request.async_amd_status_callback)
+
+    async def _report_amd(self, url: str | None) -> None:
         if url is not None and self.call.is_live:
             params = {
                 "CallSid": self.call.sid,
@@ -241,6 +256,8 @@ class CallFlow:
             return _HANGUP
         if verb.tag == "Connect" and verb.find("Stream") is not None:
             return await self._connect(verb)
+        if verb.tag == "Dial" and verb.find("Conference") is not None:
+            return await self._conference(verb)
         if verb.tag == "Redirect" and verb.text:
             return await self._fetch("redirect", Instructions(url=verb.text.strip(), method=_method(verb)))
         seconds = _pause_s(verb) if verb.tag == "Pause" else self._callee.max_duration_s
@@ -261,6 +278,41 @@ class CallFlow:
         if action and reason != "ended_by_twilio":
             return await self._fetch("action", Instructions(url=action, method=_method(verb)))
         return None
+
+    async def _conference(self, dial: ET.Element) -> _Hangup | None:
+        """``<Dial><Conference>``: in the room until redirected, hung up or the room ends."""
+        noun = dial.find("Conference")
+        assert noun is not None, "_verb checked it"
+        try:
+            room = self._rooms.room((noun.text or "").strip())
+            participant = room.join(self.call, parse_seat(noun))
+        except ValueError as e:
+            self.call.errors.append(f"conference not joined: {e}")
+            return _HANGUP
+        left = await self._in_room(participant.removed)
+        if left == "removed":
+            return None  # the room ended: on to the verb after <Dial>
+        hung_up = left == "max_duration" or not self.call.is_live
+        room.leave(
+            self.call.sid,
+            reason="participant_hung_up" if hung_up else "participant_updated_via_api",
+            call_status=CallStatus.COMPLETED if hung_up else self.call.status,
+        )
+        return _HANGUP if left == "max_duration" else None
+
+    async def _in_room(self, removed: asyncio.Event) -> Literal["removed", "interrupted", "max_duration"]:
+        """Wait for the room to drop the call, a REST update, or the callee to give up."""
+        waits = [asyncio.ensure_future(removed.wait()), asyncio.ensure_future(self._interrupt.wait())]
+        try:
+            done, _ = await asyncio.wait(
+                waits, timeout=self._callee.max_duration_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        if removed.is_set():
+            return "removed"
+        return "interrupted" if done else "max_duration"
 
     async def _stream(self, instruction: StreamInstruction) -> str:
         parts = urlsplit(instruction.url)
@@ -337,27 +389,12 @@ class CallFlow:
         await self._send("status", request.status_callback, params)
 
     async def _send(
-        self,
-        kind: Literal["status", "amd", "voice", "action", "redirect"],
-        url: str,
-        params: dict[str, str],
-        method: Literal["GET", "POST"] = "POST",
+        self, kind: CallbackKind, url: str, params: dict[str, str], method: Literal["GET", "POST"] = "POST"
     ) -> tuple[int, str]:
-        """A request signed as Twilio signs it (protocols.md §1.6); (0, "") if it failed."""
+        """A request signed as Twilio signs it, recorded on the call; (0, "") if it failed."""
         record = Callback(kind=kind, url=url, params=params)
         self.call.callbacks.append(record)
-        if method == "GET":
-            url = url + ("&" if "?" in url else "?") + urlencode(params)
-            params = {}
-        headers = {"X-Twilio-Signature": compute_signature(self._auth_token, url, params)}
-        try:
-            async with asyncio.timeout(WEBHOOK_TIMEOUT_S):
-                async with self._http.request(method, url, data=params or None, headers=headers) as response:
-                    record.http_status = response.status
-                    return response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError) as e:
-            log.warning("webhook request failed", extra={"call_sid": self.call.sid, "kind": kind, "error": repr(e)})
-            return 0, ""
+        return await send_signed(self._http, self._auth_token, record, method)
 
 
 def _pause_s(verb: ET.Element) -> float:

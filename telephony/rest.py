@@ -1,4 +1,5 @@
-"""Twilio's REST API for calls: place an outbound call, hang up, redirect, fetch (protocols.md §1.7).
+"""Twilio's REST API for calls: place an outbound call, hang up, redirect, fetch (protocols.md §1.7),
+and conference participants: add a phone to a room, hold, brief, fetch (§1.8).
 
 The official SDK does the wire work (parameter names, repeated ``StatusCallbackEvent``, error
 parsing) over an aiohttp transport of ours; ``base_url`` points it at the Twilio emulator in
@@ -28,6 +29,8 @@ ALL_STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 #: Twilio's code for a resource that does not exist; for a call, also one that has ended.
 NOT_FOUND_CODE = 20404
 MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
+#: Twilio's bounds on a participant leg's ``Timeout`` (ring time, seconds).
+PARTICIPANT_TIMEOUT_RANGE = (5, 600)
 
 
 class TwilioRestError(Exception):
@@ -58,6 +61,19 @@ class CallInfo:
     from_: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantInfo:
+    """A conference Participant as Twilio reports it; ``call_sid`` is the participant's own leg."""
+
+    call_sid: str
+    conference_sid: str
+    label: str | None
+    status: str
+    hold: bool
+    muted: bool
+    end_conference_on_exit: bool
+
+
 def _retryable(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
@@ -85,6 +101,18 @@ def _info(call: Any) -> CallInfo:
         direction=str(call.direction),
         to=str(call.to),
         from_=str(call._from),
+    )
+
+
+def _participant(participant: Any) -> ParticipantInfo:
+    return ParticipantInfo(
+        call_sid=str(participant.call_sid),
+        conference_sid=str(participant.conference_sid),
+        label=participant.label,
+        status=str(participant.status),
+        hold=bool(participant.hold),
+        muted=bool(participant.muted),
+        end_conference_on_exit=bool(participant.end_conference_on_exit),
     )
 
 
@@ -131,7 +159,8 @@ class _Transport:
 
 
 class TwilioRest:
-    """The Calls resource of one Twilio account, over the official SDK's async client.
+    """The Calls and conference Participants resources of one Twilio account, over the official
+    SDK's async client.
 
     Construct it inside the event loop (the SDK's aiohttp session binds to the running loop),
     e.g. in a ``cleanup_ctx``, and ``aclose`` it there.
@@ -156,6 +185,7 @@ class TwilioRest:
         client.edge = client.region = None
         client.api.base_url = base_url.rstrip("/")
         self._calls = client.api.account.calls
+        self._conferences = client.api.account.conferences
 
     async def create_call(
         self,
@@ -219,6 +249,79 @@ class TwilioRest:
     async def fetch_call(self, call_sid: str) -> CallInfo:
         return _info(await self._request("fetch_call", call_sid, self._calls(call_sid).fetch_async()))
 
+    async def add_participant(
+        self,
+        conference_sid: str,
+        *,
+        to: str,
+        from_: str,
+        label: str,
+        status_callback: str,
+        status_callback_events: Sequence[str] = ALL_STATUS_EVENTS,
+        timeout_s: int = 30,
+        machine_detection: str | None = None,
+        machine_detection_timeout_s: int | None = None,
+        amd_status_callback: str | None = None,
+    ) -> ParticipantInfo:
+        """Dial ``to`` into a conference; the leg joins it when answered.
+
+        Joins are silent (``Beep=false``) and do not end the conference on leaving; change that
+        with ``update_participant`` once the participant should. ``amd_status_callback`` gets
+        the ``AnsweredBy`` verdict when ``machine_detection`` is on.
+        """
+        params = _participant_params(timeout_s, machine_detection, machine_detection_timeout_s, amd_status_callback)
+        request = self._conferences(conference_sid).participants.create_async(
+            to=to,
+            from_=from_,
+            label=label,
+            status_callback=status_callback,
+            status_callback_event=list(status_callback_events),
+            timeout=timeout_s,
+            beep="false",
+            end_conference_on_exit=False,
+            **params,
+        )
+        info = _participant(await self._request("add_participant", None, request))
+        log.info(
+            "participant added",
+            extra={"call_sid": info.call_sid, "conference_sid": conference_sid, "label": label, "pii.to": to},
+        )
+        return info
+
+    async def update_participant(
+        self,
+        conference_sid: str,
+        call_sid: str,
+        *,
+        hold: bool | None = None,
+        announce_url: str | None = None,
+        end_conference_on_exit: bool | None = None,
+    ) -> ParticipantInfo:
+        """Hold or release a participant, play it ``announce_url`` (TwiML or audio, heard by it
+        alone), or make its leaving end the conference. ``call_sid`` may also be its label."""
+        changes: dict[str, object] = {
+            name: value
+            for name, value in (
+                ("hold", hold),
+                ("announce_url", announce_url),
+                ("end_conference_on_exit", end_conference_on_exit),
+            )
+            if value is not None
+        }
+        if not changes:
+            raise ValueError("nothing to update")
+        request = self._conferences(conference_sid).participants(call_sid).update_async(**changes)
+        info = _participant(await self._request("update_participant", call_sid, request))
+        log.info(
+            "participant updated",
+            extra={"call_sid": call_sid, "conference_sid": conference_sid, "changes": sorted(changes)},
+        )
+        return info
+
+    async def fetch_participant(self, conference_sid: str, call_sid: str) -> ParticipantInfo:
+        request = self._conferences(conference_sid).participants(call_sid).fetch_async()
+        return _participant(await self._request("fetch_participant", call_sid, request))
+
     async def aclose(self) -> None:
         await self._http.close()
 
@@ -239,6 +342,27 @@ class TwilioRest:
                 },
             )
             raise error from e
+
+
+def _participant_params(
+    timeout_s: int, machine_detection: str | None, machine_detection_timeout_s: int | None, callback: str | None
+) -> dict[str, str | int]:
+    """The ring and AMD parameters of a participant leg; mistakes are ours, so they raise ValueError."""
+    low, high = PARTICIPANT_TIMEOUT_RANGE
+    if not low <= timeout_s <= high:
+        raise ValueError(f"timeout_s must be within {PARTICIPANT_TIMEOUT_RANGE}")
+    if machine_detection is None:
+        if machine_detection_timeout_s is not None or callback is not None:
+            raise ValueError("machine detection settings need machine_detection")
+        return {}
+    if machine_detection not in MACHINE_DETECTION_MODES:
+        raise ValueError(f"machine_detection must be one of {MACHINE_DETECTION_MODES}")
+    params: dict[str, str | int] = {"machine_detection": machine_detection}
+    if machine_detection_timeout_s is not None:
+        params["machine_detection_timeout"] = machine_detection_timeout_s
+    if callback is not None:
+        params["amd_status_callback"] = callback
+    return params
 
 
 def _amd_params(machine_detection: str | None, async_amd: bool, callback: str | None) -> dict[str, str]:
