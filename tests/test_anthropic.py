@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 import anthropic
 import pytest
-from aiohttp import web
 
 from emulators.anthropic import InvalidRequest, build_app, default_control, parse_request
 from emulators.control import EmulatorControl, Fault, LatencyProfile
 from runtime.anthropic_llm import AnthropicLlm
 from runtime.llm import ChatMessage, LlmError, LlmEvent, TextBlock, TextDelta, ToolCall, ToolSpec, TurnDone
+from tests.conftest import on_loopback
 
 API_KEY = "sk-ant-test-key"
 #: Fast, but still a delay before the first token and between tokens, as the vendor has.
@@ -47,16 +47,13 @@ async def running_emulator() -> AsyncIterator[Emulator]:
     """The emulator on a free loopback port, with fast latencies."""
     control = default_control()
     control.latency.update(first_token=FAST_FIRST_TOKEN, token_interval=FAST_TOKENS)
-    runner = web.AppRunner(build_app(api_key=API_KEY, control=control), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    emulator = Emulator(f"http://127.0.0.1:{runner.addresses[0][1]}", control)
-    try:
-        yield emulator
-    finally:
-        for client in emulator.clients:
-            await client.aclose()
-        await runner.cleanup()
+    async with on_loopback(build_app(api_key=API_KEY, control=control)) as base_url:
+        emulator = Emulator(base_url, control)
+        try:
+            yield emulator
+        finally:
+            for client in emulator.clients:
+                await client.aclose()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from aiohttp import web
 from multidict import CIMultiDict
 
 from bots import ghl_wire as wire
@@ -25,6 +24,7 @@ from bots.ghl import GhlCalendar, GhlOptions
 from bots.rate_limit import RateLimit
 from emulators.control import Fault, LatencyProfile
 from emulators.ghl import GHL, GhlEmulator, build_app, default_control
+from tests.conftest import on_loopback
 
 TOKEN = "pit-test-token"
 LOCATION_ID = "loc-test-0000000001"
@@ -72,16 +72,13 @@ async def running_emulator(rate_limit: RateLimit | None = None) -> AsyncIterator
         rate_limit=rate_limit,
         control=control,
     )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    emulator = Emulator(f"http://127.0.0.1:{runner.addresses[0][1]}", app[GHL])
-    try:
-        yield emulator
-    finally:
-        for client in emulator.clients:
-            await client.aclose()
-        await runner.cleanup()
+    async with on_loopback(app) as base_url:
+        emulator = Emulator(base_url, app[GHL])
+        try:
+            yield emulator
+        finally:
+            for client in emulator.clients:
+                await client.aclose()
 
 
 @pytest.fixture
