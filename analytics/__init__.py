@@ -1,0 +1,1 @@
+"""Call analytics and the store calls are kept in."""
