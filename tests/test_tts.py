@@ -19,8 +19,8 @@ from runtime.tts import (
     SILENCE_THRESHOLD,
     PiperTts,
     ScriptedTts,
-    split_sentences,
     _phone_audio,
+    split_sentences,
     trim_leading_silence,
 )
 
