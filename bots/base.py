@@ -54,7 +54,32 @@ class Notice:
     kind: Literal["notice"] = "notice"
 
 
-BotAction = Say | EndCall | Notice
+@dataclass(frozen=True, slots=True)
+class TransferToHuman:
+    """Put the caller through to a person (the pipeline performs the warm transfer); ``briefing``
+    is the spoken summary the agent hears before being joined."""
+
+    reason: str
+    briefing: str
+    kind: Literal["transfer_to_human"] = "transfer_to_human"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandedOff:
+    """One bot handed the caller to another, for the call's record (nothing is spoken).
+    ``latency_ms`` runs from the decision to the new bot's first words being produced."""
+
+    from_bot: str
+    to_bot: str
+    reason: str
+    latency_ms: float
+    kind: Literal["handed_off"] = "handed_off"
+
+
+BotAction = Say | EndCall | Notice | TransferToHuman | HandedOff
+
+#: How a warm transfer to a person ended (``Bot.after_transfer``).
+TransferOutcome = Literal["joined", "no_answer", "busy", "voicemail", "failed"]
 
 
 class Bot(ABC):
@@ -90,6 +115,17 @@ class Bot(ABC):
     @abstractmethod
     def snapshot(self) -> dict[str, Any]:
         """What the bot has learned so far, JSON-ready (for the call report and resumption)."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the conversation has reached its end (nothing left to ask or do)."""
+        return False
+
+    async def after_transfer(self, outcome: TransferOutcome) -> AsyncIterator[BotAction]:
+        """The caller is back after a transfer that ended with ``outcome`` (anything but
+        ``joined``): what the bot says now. Bots that never transfer say nothing."""
+        return
+        yield  # an async generator that yields nothing
 
 
 class BotFactory(ABC):
