@@ -60,7 +60,7 @@ MIN_SPOKEN_DIGITS = 4
 
 def normalise_spoken_digits(text: str) -> str:
     """Runs of at least four digit words become digits; a pause mark (comma, dash) between
-    groups becomes a dash, so "one two three, four five, ..." reads as "123-45-...".."""
+    groups becomes a dash, so "one two three, four five, ..." reads as "123-45-..."."""
     return _SPOKEN_RUN.sub(_digits_of_run, text)
 
 
