@@ -10,7 +10,7 @@ store and scoring as they are.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
@@ -59,6 +59,8 @@ class Question:
     reask: str
     extract: Callable[[Hearing], object | None]
     acknowledge: Callable[[Any], str]
+    #: the JSON-ready answer as a short phrase, for summaries ("in Austin", "pre-approved")
+    describe: Callable[[Any], str]
     required: bool = True
     vague: Callable[[Any], bool] = lambda value: False
 
@@ -151,6 +153,16 @@ def _ack_features(features: tuple[Enum, ...]) -> str:
     return f"{listed[0].upper()}{listed[1:]}, noted."
 
 
+def _describe_rooms(rooms: Mapping[str, Any]) -> str:
+    parts = [f"{rooms[key]:g} {key}" for key in ("bedrooms", "bathrooms") if rooms[key] is not None]
+    return " and ".join(parts)
+
+
+def _describe_price(price: Mapping[str, Any]) -> str:
+    amount = next(price[key] for key in ("target", "maximum", "minimum") if price[key] is not None)
+    return f"around {spoken_amount(amount)} dollars"
+
+
 def _fixed(text: str) -> Callable[[Any], str]:
     return lambda value: text
 
@@ -184,6 +196,7 @@ def _lead_flow(min_intent_confidence: float) -> tuple[Question, ...]:
             ask="May I have your name?",
             reask="Sorry, I didn't catch your name. What should I call you?",
             extract=_name,
+            describe=str,
             acknowledge=lambda name: f"Nice to meet you, {name}.",
         ),
         Question(
@@ -191,6 +204,7 @@ def _lead_flow(min_intent_confidence: float) -> tuple[Question, ...]:
             ask="Are you looking to buy a home, sell one, or both?",
             reask="Just so I get you to the right person: are you buying, selling, or both?",
             extract=_text(parse_intent),
+            describe=lambda intent: f"wants to {intent['intent']}",
             acknowledge=_ack_intent,
             vague=lambda guess: guess.confidence < min_intent_confidence,
         ),
@@ -203,6 +217,7 @@ _BUYER_FLOW = (
         ask="Which areas or neighborhoods are you looking in?",
         reask="Sorry, which town or neighborhood would you like to live in?",
         extract=_text(parse_places),
+        describe=lambda areas: "in " + " or ".join(areas),
         acknowledge=_ack_places,
     ),
     Question(
@@ -210,6 +225,7 @@ _BUYER_FLOW = (
         ask="What kind of home are you after: a house, a condo, a townhouse?",
         reask="Would that be a house, a condo, or something else?",
         extract=_text(parse_property_types),
+        describe=lambda types: f"a {types[0]}",
         acknowledge=lambda types: f"A {types[0].value}, got it.",
         required=False,
     ),
@@ -218,6 +234,7 @@ _BUYER_FLOW = (
         ask="How many bedrooms and bathrooms do you need?",
         reask="Roughly how many bedrooms would work for you?",
         extract=_text(parse_rooms),
+        describe=_describe_rooms,
         acknowledge=_fixed("Got it."),
         required=False,
     ),
@@ -226,6 +243,7 @@ _BUYER_FLOW = (
         ask="What price range are you thinking of?",
         reask="Roughly what budget would you like to stay within?",
         extract=_text(parse_price),
+        describe=_describe_price,
         acknowledge=_ack_price,
     ),
     Question(
@@ -233,6 +251,7 @@ _BUYER_FLOW = (
         ask="How are you planning to pay: are you pre-approved, paying cash, or still looking for a lender?",
         reask="No problem. Have you spoken with a lender yet, or would you be paying cash?",
         extract=_text(parse_financing),
+        describe=str,
         acknowledge=_FINANCING_ACKS.__getitem__,
         vague=_unsure,
     ),
@@ -241,6 +260,7 @@ _BUYER_FLOW = (
         ask="When are you hoping to move?",
         reask="Even roughly: are you thinking weeks, months, or next year?",
         extract=_timeline,
+        describe=lambda timeline: timeline["phrase"],
         acknowledge=_ack_timeline,
         vague=_unknown_timeline,
     ),
@@ -249,6 +269,7 @@ _BUYER_FLOW = (
         ask="What's prompting the move?",
         reask="Is it for work, family, more space, or something else?",
         extract=_text(parse_reason),
+        describe=lambda reason: f"moving for {reason['kind']}",
         acknowledge=_fixed("That makes sense."),
         required=False,
     ),
@@ -257,6 +278,7 @@ _BUYER_FLOW = (
         ask="Is there anything the home must have, like a garage, a yard or a home office?",
         reask="Any must-haves, such as a garage, a pool or a big yard?",
         extract=_text(parse_must_haves),
+        describe=lambda features: "must have " + " and ".join(features),
         acknowledge=_ack_features,
         required=False,
     ),
@@ -265,6 +287,7 @@ _BUYER_FLOW = (
         ask="Do you need to sell a home before you can buy?",
         reask="Just to check: does buying depend on selling your current home first?",
         extract=_yes_no_when_asked(parse_must_sell_first),
+        describe=lambda answer: "must sell first" if answer == "yes" else "no sale needed first",
         acknowledge=lambda answer: "Understood." if answer is Answer.YES else "Great.",
         vague=_unsure,
     ),
@@ -276,6 +299,7 @@ _SELLER_FLOW = (
         ask="What's the address of the property you're selling?",
         reask="Sorry, could you give me the street number and street name?",
         extract=_text(parse_address),
+        describe=lambda address: f"{address['number']} {address['street']}",
         acknowledge=lambda address: f"{address}, thank you.",
     ),
     Question(
@@ -283,6 +307,7 @@ _SELLER_FLOW = (
         ask="Is it a house, a condo, a townhouse?",
         reask="Would you call it a house, a condo, or something else?",
         extract=_text(parse_property_types),
+        describe=lambda types: f"a {types[0]}",
         acknowledge=lambda types: f"A {types[0].value}, got it.",
         required=False,
     ),
@@ -291,6 +316,7 @@ _SELLER_FLOW = (
         ask="How would you describe its condition: move-in ready, or does it need some work?",
         reask="Would you say it's in great shape, or could it use some updates?",
         extract=_text(parse_condition),
+        describe=lambda condition: f"{condition} condition",
         acknowledge=_fixed("Good to know."),
         required=False,
     ),
@@ -299,6 +325,7 @@ _SELLER_FLOW = (
         ask="What has you thinking about selling?",
         reask="Is it a move for work, family, downsizing, or something else?",
         extract=_text(parse_reason),
+        describe=lambda reason: f"selling for {reason['kind']}",
         acknowledge=_fixed("That makes sense."),
     ),
     Question(
@@ -306,6 +333,7 @@ _SELLER_FLOW = (
         ask="When would you like to have it sold?",
         reask="Even roughly: are you thinking weeks, months, or next year?",
         extract=_timeline,
+        describe=lambda timeline: timeline["phrase"],
         acknowledge=_ack_timeline,
         vague=_unknown_timeline,
     ),
@@ -314,6 +342,7 @@ _SELLER_FLOW = (
         ask="Do you have a price in mind for it?",
         reask="Roughly what would you hope to get for it?",
         extract=_seller_price,
+        describe=_describe_price,
         acknowledge=_ack_price,
         required=False,
     ),
@@ -322,6 +351,7 @@ _SELLER_FLOW = (
         ask="Is it listed with another agent at the moment?",
         reask="Just to check: are you working with another agent on it right now?",
         extract=_yes_no_when_asked(parse_listed_with_agent),
+        describe=lambda answer: "listed with another agent" if answer == "yes" else "not listed with an agent",
         acknowledge=_fixed("Okay, thanks."),
         vague=_unsure,
     ),
@@ -330,6 +360,7 @@ _SELLER_FLOW = (
         ask="And is there a mortgage on it, or is it paid off?",
         reask="Do you still owe anything on the home?",
         extract=_text(parse_mortgage),
+        describe=lambda mortgage: f"mortgage: {mortgage['status']}",
         acknowledge=_fixed("Thanks, that helps."),
         required=False,
         vague=_unsure,
@@ -374,10 +405,20 @@ class FlowState:
         self.current = pending[0].slot if pending else None
         return pending[0].ask if pending else None
 
-    def absorb(self, text: str, today: date) -> tuple[str, ...]:
-        """Take what ``text`` answers in passing (no question asked about it); for words said to
-        an earlier bot."""
-        return tuple(q.slot for q in self.pending() if self._take(q, Hearing(text, today, asked=False)))
+    def absorb(self, text: str, today: date, *, except_slots: Collection[str] = ()) -> tuple[str, ...]:
+        """Take what ``text`` answers in passing (no question asked about it), for words said to
+        an earlier bot; ``except_slots`` are the ones that bot asked itself (its answer was not
+        about this bot's subject: a buyer's price is not the seller's)."""
+        hearing = Hearing(text, today, asked=False)
+        return tuple(q.slot for q in self.pending() if q.slot not in except_slots and self._take(q, hearing))
+
+    def summary(self) -> list[str]:
+        """The known answers as short phrases, in question order."""
+        return [q.describe(self.answers[q.slot]) for q in self.questions if self.answers.get(q.slot) is not None]
+
+    @property
+    def slots(self) -> frozenset[str]:
+        return frozenset(q.slot for q in self.questions)
 
     def hear(self, text: str, today: date) -> Heard:
         """A reply to the current question, which may also answer others."""
