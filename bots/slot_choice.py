@@ -153,15 +153,17 @@ _CLAUSES = re.compile(r"[.,;!?]+|\s+(?:but|though|instead)\s+", re.IGNORECASE)
 
 # Picks by position ----------------------------------------------------------------------------
 
-_ORDINALS = {"first": 0, "second": 1, "third": 2, "one": 0, "two": 1, "three": 2, "1": 0, "2": 1, "3": 2}
+_ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "one": 0, "two": 1, "three": 2}
+_ORDINALS.update({str(n + 1): n for n in range(5)})
 _PICK_TAIL = (
     r"(?:\s+(?:one|option|slot|time|choice|appointment))?"
     r"(?=\s*(?:$|[.,!?]|works|is\b|would|sounds|please|for me|then|i guess|i think|thanks|thank|will|looks|seems"
     r"|if|let'?s|'s|i'?d|we'?d|on\b))"
 )
 _PICK = _pattern(
-    rf"\b(?:(?:the\s+)?(?P<ord>first|second|third|last)|the\s+(?P<rel>earliest|soonest|earlier|former|latest|later"
-    rf"|latter|middle)){_PICK_TAIL}|\b(?:option|number|choice)\s+(?P<num>one|two|three|[123])\b"
+    rf"\b(?:(?:the\s+)?(?P<ord>first|second|third|fourth|fifth|last)|the\s+(?P<rel>earliest|soonest|earlier|former"
+    rf"|latest|later|latter|middle)){_PICK_TAIL}|\b(?:option|number|choice)\s+(?P<num>one|two|three|[1-5])\b"
+    r"|\b(?:the\s+)?(?P<dig>[1-5])(?:st|nd|rd|th)\s+(?:one|option|slot|time|choice)\b"
 )
 _RELATIVE = {"earliest": 0, "soonest": 0, "earlier": 0, "former": 0, "latest": -1, "later": -1, "latter": -1}
 
@@ -263,7 +265,7 @@ _PARTS_OF_DAY = (
     (_pattern(r"\bearly afternoon\b"), time(12), time(15), "pm"),
     (_pattern(r"\blate afternoon\b"), time(15), time(17), "pm"),
     (_pattern(r"\bafternoons?\b"), time(12), time(17), "pm"),
-    (_pattern(r"\b(?:lunch ?time|lunch|midday)\b"), time(11), time(14), None),  # "11:30" is AM, "1" PM
+    (_pattern(r"\b(?:lunch ?time|lunch)\b"), time(11), time(14), None),  # "11:30" is AM, "1" PM
     (_pattern(r"\b(?:evenings?|tonight|after work|at night)\b"), time(17), None, "pm"),
 )
 _CLOCK = (
@@ -362,6 +364,7 @@ class _Heard:
 
 
 def _hear(text: str) -> _Heard:
+    text = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", text, flags=re.IGNORECASE)  # "a.m." ends no sentence
     clauses = [c.strip() for c in _CLAUSES.split(text) if c and c.strip()]
     positive = " , ".join(c for c in clauses if not _NEGATIVE.search(c))
     return _Heard(
