@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from analytics.pii import redact
 from runtime.events import (
     BotUtterance,
     CallEnded,
@@ -44,7 +45,7 @@ class ConversationOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InterruptionStat:
-    """The caller spoke over the bot's reply of ``turn``."""
+    """The caller spoke over the bot's reply of ``turn`` (its texts PII-redacted)."""
 
     at: float
     turn: int
@@ -153,8 +154,8 @@ def _interruption(event: Interruption) -> InterruptionStat:
         turn=event.turn,
         interrupter="caller",
         interrupted="bot",
-        reply_text=event.reply_text,
-        heard_text=event.heard_text,
+        reply_text=redact(event.reply_text).text,
+        heard_text=redact(event.heard_text).text,
         heard_fraction=round(min(1.0, heard), 3),
         reaction_ms=event.reaction_ms,
     )
