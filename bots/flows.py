@@ -393,7 +393,12 @@ class FlowState:
     current: str | None = None
 
     def pending(self) -> list[Question]:
+        """The questions still to ask."""
         return [q for q in self.questions if q.slot not in self.answers]
+
+    def open(self) -> list[Question]:
+        """The questions a turn may still answer: those to ask, and those left unknown."""
+        return [q for q in self.questions if self.answers.get(q.slot) is None]
 
     @property
     def complete(self) -> bool:
@@ -410,7 +415,7 @@ class FlowState:
         an earlier bot; ``except_slots`` are the ones that bot asked itself (its answer was not
         about this bot's subject: a buyer's price is not the seller's)."""
         hearing = Hearing(text, today, asked=False)
-        return tuple(q.slot for q in self.pending() if q.slot not in except_slots and self._take(q, hearing))
+        return tuple(q.slot for q in self.open() if q.slot not in except_slots and self._take(q, hearing))
 
     def summary(self) -> list[str]:
         """The known answers as short phrases, in question order."""
@@ -422,7 +427,7 @@ class FlowState:
 
     def hear(self, text: str, today: date) -> Heard:
         """A reply to the current question, which may also answer others."""
-        filled = [q.slot for q in self.pending() if self._take(q, Hearing(text, today, q.slot == self.current))]
+        filled = [q.slot for q in self.open() if self._take(q, Hearing(text, today, q.slot == self.current))]
         question = next((q for q in self.questions if q.slot == self.current), None)
         if question is None:
             return Heard(tuple(filled))
@@ -432,7 +437,7 @@ class FlowState:
             self.reasked.add(question.slot)
             return Heard(tuple(filled), reask=question.reask)
         self.answers[question.slot] = None
-        return Heard((*filled, question.slot), acknowledgement="No problem, we can come back to that.")
+        return Heard((*filled, question.slot), acknowledgement="No problem, let's move on.")
 
     def _take(self, question: Question, hearing: Hearing) -> bool:
         value = question.extract(hearing)

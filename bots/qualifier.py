@@ -1,0 +1,539 @@
+"""The scripted (deterministic) bot core: one conversation hosting the Lead, Buyer and Seller
+bots in turn, their warm hand-offs, and the step after qualification (a person now, or an
+appointment, or a callback).
+
+Stages of a conversation::
+
+    qualifying --(flow done, hot)-------> confirm_transfer --yes--> transferring --joined--> done
+        |   \\--(asks for a person)----/        | no                      | failed
+        |                                      v                         v
+        +--(flow done, not hot)------------> booking <-- callback after a failed transfer
+                                               | booked / declined twice
+                                               v
+                                              done
+
+A bot's turn never has an external side effect it cannot repeat safely, except in the stages
+where ``checkpoint()`` returns None (a transfer, or a "yes" that books), so every other reply may
+be started speculatively and rolled back. Opening a booking dialog upserts the caller's contact,
+which is idempotent.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from bots.base import (
+    Bot,
+    BotAction,
+    BotFactory,
+    CallContext,
+    EndCall,
+    HandedOff,
+    Say,
+    TransferOutcome,
+    TransferToHuman,
+)
+from bots.booking import BookingDialog, BookingRequest, BookingStep
+from bots.calendar import Calendar, Contact, Slot, spoken_slot, timezone_for_phone
+from bots.flows import FlowState, build_flows, new_flows
+from bots.handoff import HandoffRecord, HandoffRules, attempt, wanted_route
+from bots.persona import ROLES, BotRole, Persona
+from bots.scoring import Score, score_lead
+from bots.session_state import (
+    DEFAULT_RESUME_WINDOW,
+    STATE_VERSION,
+    BotSessionStore,
+    resumable,
+)
+from bots.slots import Answer
+from bots.understanding import parse_yes_no
+from runtime.clock import Clock, MonotonicClock
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["qualifying", "confirm_transfer", "transferring", "booking", "done"]
+BookingKind = Literal["showing", "listing_consultation", "callback"]
+
+_WANTS_PERSON = re.compile(
+    r"\b(?:real|live|actual|human) (?:person|human|agent|being)\b"
+    r"|\b(?:talk|speak|connect me|put me through) (?:to|with) (?:a |an |the |your )?"
+    r"(?:person|someone|somebody|agent|realtor|representative|broker)\b"
+    r"|\b(?:agent|representative|operator|realtor),? please\b",
+    re.IGNORECASE,
+)
+_BOOKING_FOR: dict[BotRole, BookingKind] = {"buyer": "showing", "seller": "listing_consultation", "lead": "callback"}
+_BOOKING_TITLES: dict[BookingKind, str] = {
+    "showing": "Showing",
+    "listing_consultation": "Listing consultation",
+    "callback": "Callback",
+}
+_BOOKING_INTROS: dict[BookingKind, str] = {
+    "showing": "The next step is a showing with one of our agents.",
+    "listing_consultation": "The next step is a listing consultation with one of our agents.",
+    "callback": "Let's set up a quick call back from one of our agents.",
+}
+
+
+def wants_person(text: str) -> bool:
+    """Whether the caller asks for a human ("can I talk to a real person", "agent please")."""
+    return _WANTS_PERSON.search(text) is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QualifierOptions:
+    rules: HandoffRules = field(default_factory=HandoffRules)
+    resume_window: timedelta = DEFAULT_RESUME_WINDOW
+
+
+@dataclass(kw_only=True)
+class _Conversation:
+    """Everything a checkpoint copies (never the calendar: the dialog shares it on deepcopy)."""
+
+    role: BotRole
+    flows: dict[BotRole, FlowState]
+    visited: list[BotRole]
+    turns: list[tuple[BotRole, str]] = field(default_factory=list)
+    handoffs: list[HandoffRecord] = field(default_factory=list)
+    handoffs_this_call: int = 0
+    stage: Stage = "qualifying"
+    booking: BookingDialog | None = None
+    booking_kind: BookingKind | None = None
+    will_book: bool = False
+    contact: Contact | None = None
+    appointment: dict[str, Any] | None = None
+    next_step: str | None = None
+    interruptions: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    last_activity: datetime | None = None
+
+
+class QualifyingBot(Bot):
+    """One caller's conversation with the scripted Lead, Buyer and Seller bots."""
+
+    def __init__(
+        self,
+        *,
+        persona: Persona,
+        calendar: Calendar,
+        context: CallContext,
+        now: Callable[[], datetime],
+        clock: Clock,
+        options: QualifierOptions,
+        store: BotSessionStore | None = None,
+        saved: dict[str, Any] | None = None,
+    ) -> None:
+        self.persona = persona
+        self.calendar = calendar
+        self.context = context
+        self._now = now
+        self._clock = clock
+        self.options = options
+        self._store = store
+        self._questions = build_flows(min_intent_confidence=options.rules.min_intent_confidence)
+        self._c = _Conversation(role="lead", flows=new_flows(self._questions), visited=["lead"])
+        self._resumed = saved is not None
+        if saved is not None:
+            self._restore(saved)
+        self._opening = self._resume_greeting() if self._resumed else self._fresh_greeting()
+        self._saved: dict[str, Any] | None = None
+
+    # --- the Bot interface ---
+
+    def greeting(self) -> str:
+        return self._opening
+
+    @property
+    def voice(self) -> str:
+        return self.persona.bot(self._c.role).voice
+
+    @property
+    def done(self) -> bool:
+        return self._c.stage == "done"
+
+    async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
+        self._c.last_activity = self._now()
+        handlers = {
+            "qualifying": self._qualify,
+            "confirm_transfer": self._confirm_transfer,
+            "transferring": self._while_transferring,
+            "booking": self._booking_turn,
+            "done": self._after_done,
+        }
+        async for action in handlers[self._c.stage](caller_text):
+            yield action
+
+    async def after_transfer(self, outcome: TransferOutcome) -> AsyncIterator[BotAction]:
+        if outcome == "joined":
+            self._c.stage = "done"
+            return
+        self._c.next_step = "callback"
+        apology = "I'm sorry, I couldn't reach an agent just now."
+        async for action in self._open_booking("callback", f"{apology} Let's book a time for them to call you back."):
+            yield action
+
+    def interrupted(self, heard_text: str) -> None:
+        self._c.interruptions.append(heard_text)
+
+    def checkpoint(self) -> object | None:
+        side_effect_next = self._c.stage in ("confirm_transfer", "transferring") or (
+            self._c.stage == "booking" and self._c.will_book
+        )
+        return None if side_effect_next else copy.deepcopy(self._c)
+
+    def rollback(self, checkpoint: object) -> None:
+        assert isinstance(checkpoint, _Conversation)
+        self._c = copy.deepcopy(checkpoint)
+
+    def note_response_latency(self, latency_ms: float) -> None:
+        """The pipeline's measure of one reply's latency, for the effectiveness score."""
+        self._c.latencies_ms.append(latency_ms)
+
+    def snapshot(self) -> dict[str, Any]:
+        c = self._c
+        return {
+            "bot": c.role,
+            "stage": c.stage,
+            "resumed": self._resumed,
+            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
+            "progress": {role: self._progress(role) for role in ROLES},
+            "score": self.score().to_dict(),
+            "handoffs": [record.to_dict() for record in c.handoffs],
+            "appointment": c.appointment,
+            "booking": c.booking.state() if c.booking else None,
+            "next_step": c.next_step,
+            "effectiveness": self.effectiveness(),
+            "interrupted_after": list(c.interruptions),
+        }
+
+    # --- what the bot knows ---
+
+    def score(self) -> Score:
+        return score_lead({role: self._c.flows[role].answers for role in ROLES})
+
+    def effectiveness(self) -> dict[str, float | None]:
+        """Question completion rate over the bots the caller met, and mean reply latency."""
+        flows = [self._c.flows[role] for role in self._c.visited]
+        questions = sum(len(flow.questions) for flow in flows)
+        answered = sum(flow.completion * len(flow.questions) for flow in flows)
+        latencies = self._c.latencies_ms
+        return {
+            "completion_rate": round(answered / questions, 3),
+            "mean_response_latency_ms": round(sum(latencies) / len(latencies), 1) if latencies else None,
+        }
+
+    def summary(self) -> str:
+        """What an agent needs to hear first: who, what for, how hot, and the answers."""
+        name = self._c.flows["lead"].answers.get("name") or "the caller"
+        score = self.score()
+        parts = [f"{score.temperature.capitalize()} lead: {name}."]
+        for role in ("buyer", "seller"):
+            phrases = self._c.flows[role].summary()
+            if phrases:
+                parts.append(f"{'Buying' if role == 'buyer' else 'Selling'}: {', '.join(phrases)}.")
+        parts.append(f"Why: {'; '.join(score.reasons)}.")
+        return " ".join(parts)
+
+    def _progress(self, role: BotRole) -> dict[str, Any]:
+        flow = self._c.flows[role]
+        unknown = [slot for slot, value in flow.answers.items() if value is None]
+        progress = {key: value for key, value in flow.to_dict().items() if key != "answers"}
+        return {**progress, "unknown": unknown, "completion": round(flow.completion, 3)}
+
+    # --- qualifying ---
+
+    def _fresh_greeting(self) -> str:
+        self._c.flows["lead"].ask_next()
+        return self.persona.greeting("lead")
+
+    async def _qualify(self, text: str) -> AsyncIterator[BotAction]:
+        self._c.turns.append((self._c.role, text))
+        flow = self._c.flows[self._c.role]
+        heard = flow.hear(text, self._today())
+        if wants_person(text):
+            async for action in self._offer_transfer("caller asked for a person"):
+                yield action
+            return
+        if heard.reask:
+            yield self._say(heard.reask)
+            return
+        if heard.acknowledgement:
+            yield self._say(heard.acknowledgement + " ")
+        question = flow.ask_next()
+        if question:
+            yield self._say(question)
+            return
+        async for action in self._after_flow():
+            yield action
+
+    async def _after_flow(self) -> AsyncIterator[BotAction]:
+        """The current bot has its answers: hand off if the caller needs another bot, else the
+        next step."""
+        c = self._c
+        route = wanted_route(c.role, {role: c.flows[role].answers for role in ROLES})
+        refusal = route and self.options.rules.refusal(c.role, route[0], c.handoffs_this_call, c.visited)
+        if route and not refusal:
+            async for action in self._hand_off(*route):
+                yield action
+            return
+        if route:
+            log.info("hand-off refused", extra={"from_bot": c.role, "to_bot": route[0], "reason": refusal})
+        async for action in self._next_step():
+            yield action
+
+    async def _hand_off(self, target: BotRole, reason: str) -> AsyncIterator[BotAction]:
+        source = self._c.role
+        started, record = await attempt(source, target, reason, lambda: self._start(target), self._clock)
+        self._c.handoffs.append(record)
+        if started is None:
+            async for action in self._next_step():
+                yield action
+            return
+        flow, opening = started
+        new = self.persona.bot(target)
+        yield self._say(f"I'll bring in {new.name}, who {new.specialty}. ")
+        c = self._c
+        c.flows[target], c.role, c.handoffs_this_call = flow, target, c.handoffs_this_call + 1
+        c.visited.append(target)
+        yield self._say(opening + " ")
+        yield HandedOff(from_bot=source, to_bot=target, reason=reason, latency_ms=record.latency_ms)
+        if flow.complete:
+            async for action in self._after_flow():
+                yield action
+
+    async def _start(self, target: BotRole) -> tuple[FlowState, str]:
+        """The new bot's flow and first words: its greeting, what it already knows, its first
+        question. Its flow takes in everything the caller said before, except what another
+        specialist bot asked about itself (a buyer's price is not a seller's). Works on a copy:
+        a failed start leaves the conversation as it was."""
+        flow = copy.deepcopy(self._c.flows[target])
+        for said_to, text in self._c.turns:
+            flow.absorb(text, self._today(), except_slots=self._c.flows[said_to].slots if said_to != "lead" else ())
+        known = flow.summary()
+        recap = f" I have your details so far: {', '.join(known)}." if known else ""
+        question = flow.ask_next()
+        return flow, f"{self.persona.greeting(target)}{recap}{' ' + question if question else ''}"
+
+    # --- after qualifying ---
+
+    async def _next_step(self) -> AsyncIterator[BotAction]:
+        if self.score().temperature == "hot":
+            async for action in self._offer_transfer("hot lead"):
+                yield action
+            return
+        async for action in self._open_booking(_BOOKING_FOR[self._c.role]):
+            yield action
+
+    async def _offer_transfer(self, reason: str) -> AsyncIterator[BotAction]:
+        self._c.stage = "confirm_transfer"
+        self._c.next_step = f"transfer: {reason}"
+        if reason == "hot lead":
+            yield self._say("It sounds like you're ready to move. I can connect you with one of our agents now.")
+        else:
+            yield self._say("Of course. I can connect you with one of our agents right now.")
+        yield self._say("Shall I put you through?")
+
+    async def _confirm_transfer(self, text: str) -> AsyncIterator[BotAction]:
+        answer = parse_yes_no(text)
+        if answer is Answer.YES or wants_person(text):
+            self._c.stage = "transferring"
+            yield self._say("Great, connecting you now. Please hold for a moment.")
+            yield TransferToHuman(reason=self._c.next_step or "transfer", briefing=self.summary())
+            return
+        if answer is None:
+            yield self._say("Sorry, shall I connect you with an agent now? Yes or no?")
+            return
+        kind = _BOOKING_FOR[self._c.role]
+        async for action in self._open_booking(kind, f"No problem. {_BOOKING_INTROS[kind]}"):
+            yield action
+
+    async def _while_transferring(self, text: str) -> AsyncIterator[BotAction]:
+        yield self._say("I'm still connecting you, thanks for holding.")
+
+    async def _open_booking(self, kind: BookingKind, intro: str | None = None) -> AsyncIterator[BotAction]:
+        """Start booking ``kind``, said after ``intro`` (by default, what is being booked)."""
+        contact = await self._contact()
+        request = BookingRequest(kind=kind, title=self._booking_title(kind), notes=self.summary())
+        tz = timezone_for_phone(contact.phone, default=self.persona.timezone, contact_timezone=contact.timezone)
+        dialog = BookingDialog(self.calendar, contact, request, tz=tz, now=self._now)
+        self._c.stage, self._c.booking, self._c.booking_kind = "booking", dialog, kind
+        step = await dialog.open()
+        yield self._say(f"{_BOOKING_INTROS[kind] if intro is None else intro} {step.say}")
+        async for action in self._booking_step(step):
+            yield action
+
+    async def _booking_turn(self, text: str) -> AsyncIterator[BotAction]:
+        assert self._c.booking is not None
+        step = await self._c.booking.hear(text)
+        yield self._say(step.say)
+        async for action in self._booking_step(step):
+            yield action
+
+    async def _booking_step(self, step: BookingStep) -> AsyncIterator[BotAction]:
+        c = self._c
+        c.will_book = step.will_book
+        if not step.done:
+            return
+        if step.appointment is not None:
+            c.appointment = _appointment_record(step, c.booking_kind, self._tz())
+            c.next_step = c.booking_kind
+        elif step.declined and c.booking_kind != "callback":
+            async for action in self._open_booking("callback", "Or one of our agents could give you a quick call."):
+                yield action
+            return
+        else:
+            c.next_step = "follow_up"
+        c.stage = "done"
+        yield self._say(f"Thanks for calling {self.persona.business_name}. Goodbye!")
+        yield EndCall("booked" if c.appointment else "follow-up")
+
+    async def _after_done(self, text: str) -> AsyncIterator[BotAction]:
+        if wants_person(text):
+            async for action in self._offer_transfer("caller asked for a person"):
+                yield action
+            return
+        yield self._say(f"Thanks for calling {self.persona.business_name}. Goodbye!")
+        yield EndCall("conversation complete")
+
+    async def _contact(self) -> Contact:
+        if self._c.contact is None:
+            name = self._c.flows["lead"].answers.get("name") or ""
+            self._c.contact = await self.calendar.upsert_contact(name=name, phone=self.context.from_number)
+        return self._c.contact
+
+    def _booking_title(self, kind: BookingKind) -> str:
+        name = self._c.flows["lead"].answers.get("name") or self.context.from_number
+        return f"{_BOOKING_TITLES[kind]}: {name}"
+
+    # --- helpers ---
+
+    def _say(self, text: str) -> Say:
+        """A fragment in the current bot's voice; fragments end with a space so that the next
+        one, if any, starts a new sentence."""
+        return Say(text.strip() + " ", voice=self.voice)
+
+    def _tz(self) -> str:
+        return timezone_for_phone(self.context.from_number, default=self.persona.timezone)
+
+    def _today(self) -> date:
+        return self._now().astimezone(ZoneInfo(self._tz())).date()
+
+    # --- the saved session ---
+
+    def session_state(self) -> dict[str, Any]:
+        """This conversation as the session store keeps it (JSON-ready)."""
+        c = self._c
+        return {
+            "version": STATE_VERSION,
+            "current_bot": c.role,
+            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
+            "progress": {role: self._progress(role) for role in ROLES},
+            "visited": list(c.visited),
+            "score": self.score().to_dict(),
+            "handoffs": [record.to_dict() for record in c.handoffs],
+            "appointment": c.appointment,
+            "next_step": c.next_step,
+            "effectiveness": self.effectiveness(),
+            "last_activity": (c.last_activity or self._now()).isoformat(),
+        }
+
+    async def persist(self) -> None:
+        """Save the session if it changed since the last save; cheap when nothing did. A store
+        failure is logged, not raised: the call goes on without resumption."""
+        if self._store is None:
+            return
+        state = self.session_state()
+        if state == self._saved:
+            return
+        try:
+            await self._store.save(self.context.tenant, self.context.from_number, state)
+        except Exception:  # the session store is optional for the call itself
+            log.warning("bot session not saved", exc_info=True, extra={"tenant": self.context.tenant})
+            return
+        self._saved = state
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        c = self._c
+        for role in ROLES:
+            progress = {**saved["progress"].get(role, {}), "answers": saved["answers"].get(role, {})}
+            c.flows[role] = FlowState.from_dict(role, self._questions[role], progress)
+        c.role = saved["current_bot"] if saved.get("current_bot") in ROLES else "lead"
+        c.visited = [role for role in saved.get("visited", [c.role]) if role in ROLES] or [c.role]
+        c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
+        c.appointment = saved.get("appointment")
+        c.next_step = saved.get("next_step")
+        c.stage = "done" if c.appointment else "qualifying"
+
+    def _resume_greeting(self) -> str:
+        name = self._c.flows["lead"].answers.get("name")
+        bot = self.persona.bot(self._c.role)
+        hello = f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
+        if self._c.appointment:
+            return f"{hello} You're booked for {self._c.appointment['spoken']}. Is there anything else I can do?"
+        question = self._c.flows[self._c.role].ask_next()
+        return f"{hello} Let's pick up where we left off. {question or 'Shall we find you a time?'}"
+
+
+def _appointment_record(step: BookingStep, kind: str | None, tz: str) -> dict[str, Any]:
+    appointment = step.appointment
+    assert appointment is not None
+    return {
+        "id": appointment.id,
+        "kind": kind,
+        "title": appointment.title,
+        "start": appointment.start.isoformat(),
+        "end": appointment.end.isoformat(),
+        "spoken": spoken_slot(Slot(appointment.start, appointment.end), tz),
+    }
+
+
+class QualifyingBotFactory(BotFactory):
+    """Builds the scripted bot core for each call, resuming a caller's saved session."""
+
+    def __init__(
+        self,
+        *,
+        persona: Persona,
+        calendar: Calendar,
+        store: BotSessionStore | None = None,
+        now: Callable[[], datetime],
+        clock: Clock | None = None,
+        options: QualifierOptions | None = None,
+    ) -> None:
+        self.persona = persona
+        self.calendar = calendar
+        self.store = store
+        self.now = now
+        self.clock = clock or MonotonicClock()
+        self.options = options or QualifierOptions()
+
+    def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> QualifyingBot:
+        """A bot for this call; with ``saved`` (a session state), continuing that session."""
+        return QualifyingBot(
+            persona=self.persona,
+            calendar=self.calendar,
+            context=context,
+            now=self.now,
+            clock=self.clock,
+            options=self.options,
+            store=self.store,
+            saved=saved,
+        )
+
+    async def create_for_caller(self, context: CallContext) -> QualifyingBot:
+        """A bot for this call that continues the caller's last session if it is recent enough
+        (same tenant and phone, within the resume window)."""
+        saved = await self.store.load(context.tenant, context.from_number) if self.store else None
+        return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
+
+    def fixed_phrases(self) -> list[str]:
+        return [self.persona.greeting("lead")]
+
+    def voices(self) -> list[str | None]:
+        return [*self.persona.voices()]
