@@ -33,8 +33,9 @@ Answer = str | int | float | bool
 #: Lead bot calls the area ``place``; the LLM brain calls it ``area``.
 CORE_ANSWERS = ("intent", "area", "budget", "timeline")
 _ALIASES = {"place": "area"}
-#: Snapshot keys that group answers per bot (``bots.flows``), not answers themselves.
-_BOT_ROLES = frozenset({"lead", "buyer", "seller", "renter"})
+#: Snapshot keys that group answers per bot (``bots.flows``), not answers themselves, and the
+#: intent a group implies (a buyer bot's answers are a buyer's).
+_BOT_ROLES = {"lead": None, "buyer": "buy", "seller": "sell", "renter": "rent"}
 #: ``TransferOutcome`` of bots/base.py for a caller who reached a person.
 _TRANSFER_JOINED = "joined"
 
@@ -86,6 +87,9 @@ def _flatten(answers: Mapping[str, Any]) -> dict[str, Answer]:
     for key, value in answers.items():
         if key in _BOT_ROLES and isinstance(value, Mapping):
             flat.update(_flatten(value))
+            implied = _BOT_ROLES[key]
+            if implied is not None and value:
+                flat.setdefault("intent", implied)
             continue
         answer = _answer(value)
         if answer is not None:
