@@ -315,7 +315,6 @@ async def ghl() -> AsyncIterator[tuple[str, GhlCalendar]]:
         )
         calendar = GhlCalendar(options)
         try:
-            app[GHL].contacts.clear()
             yield base_url, calendar
         finally:
             await calendar.aclose()
