@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from analytics.call_analytics import analyse_call
 from analytics.conversation import (
     CallerSilence,
     ConversationOptions,
@@ -11,6 +14,7 @@ from analytics.conversation import (
     analyse_conversation,
     caller_silences,
 )
+from bots.base import CallContext
 from runtime.events import (
     BotUtterance,
     CallEnded,
@@ -24,6 +28,8 @@ from runtime.events import (
     TurnLatency,
     VendorDegraded,
 )
+from runtime.report import CallReport
+from telephony.call_state import CallLifecycle
 
 ANSWER_1 = "Buying a house in Austin, great. What budget do you have in mind?"
 GOODBYE = "Thank you! One of our agents will call you back shortly with homes that match. Goodbye!"
@@ -175,3 +181,71 @@ def test_an_empty_call() -> None:
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="positive"):
         ConversationOptions(dead_air_ms=0)
+
+
+# --- the whole call, through analyse_call --------------------------------------------------------
+
+LEAD_DONE = {
+    "bot": "lead",
+    "stage": "done",
+    "answers": {"intent": "buy", "property": "house", "place": "Austin", "budget": 450000, "timeline": "soon"},
+}
+
+
+def report_of(events: list[CallEvent]) -> CallReport:
+    context = CallContext(
+        call_sid="CA1",
+        from_number="+15128675309",
+        to_number="+15125550100",
+        direction="inbound",
+        tenant="t",
+        bot="lead",
+    )
+    report = CallReport(context, CallLifecycle(), bot_state=LEAD_DONE, end_reason="qualification complete")
+    for event in events:
+        report.add(event)
+    return report
+
+
+def test_analyse_call_combines_everything() -> None:
+    analytics = analyse_call(report_of(qualification_call()))
+    assert analytics.conversation == analyse_conversation(qualification_call())
+    assert [t.language for t in analytics.language.turns] == ["en", "en", "en"]
+    assert analytics.sentiment.direction == "improving"
+    assert analytics.summary.outcome.result == "qualified"
+    assert analytics.score.score == 47.3  # tests/test_voice_score.py: the qualification call, qualified
+
+
+def test_events_utterances_and_snapshot_given_apart() -> None:
+    events = qualification_call()
+    spanish = [
+        CallerUtterance(at=9.0, turn=1, text="Quiero comprar una casa de tres habitaciones en Austin.", speech_ms=1.0),
+        CallerUtterance(at=13.6, turn=2, text="Unos cuatrocientos cincuenta mil dólares.", speech_ms=1.0),
+    ]
+    analytics = analyse_call(iter(events), spanish, {"answers": {"intent": "buy"}})
+    assert analytics.language.primary == "es"
+    assert analytics.sentiment.unscored_turns == (1, 2)
+    assert analytics.summary.outcome.result == "partial"
+    assert analytics.conversation.caller_turns == 3  # still from the events
+
+
+def test_to_json_round_trips_and_holds_no_pii() -> None:
+    events = [
+        *qualification_call()[:-1],
+        CallerUtterance(at=38.0, turn=6, text="my email is ann@example.org", speech_ms=1500.0),
+        Interruption(
+            at=39.0,
+            turn=6,
+            reply_text="I have ann@example.org, and your number 512-867-5309?",
+            heard_text="I have ann@example.org",
+            reply_audio_ms=3000.0,
+            heard_ms=1000.0,
+            reaction_ms=230.0,
+        ),
+    ]
+    analytics = analyse_call(report_of(events))
+    text = analytics.to_json()
+    assert json.loads(text) == analytics.to_dict()
+    assert json.loads(text)["score"]["score"] == analytics.score.score
+    assert "ann@example.org" not in text and "867-5309" not in text
+    assert json.loads(text)["conversation"]["interruptions"][-1]["heard_text"] == "I have [EMAIL]"
