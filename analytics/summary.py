@@ -231,13 +231,14 @@ def build_summary(
     return CallSummary(text=redact(text).text, outcome=outcome, source="built")
 
 
-_VERBS = {"buy": "buy", "sell": "sell", "rent": "rent"}
+_INTENTS = frozenset({"buy", "sell", "rent"})
 
 
 def _wants(answers: Mapping[str, Answer]) -> str:
     if not answers:
         return "The caller gave no details."
-    verb = _VERBS.get(str(answers.get("intent", "")))
+    intent = answers.get("intent")
+    verb = intent if intent in _INTENTS else None
     what = f"a {answers['property']}" if "property" in answers else "a home"
     where = f" in {answers['area']}" if "area" in answers else ""
     parts = [f"The caller wants to {verb} {what}{where}" if verb else f"The caller is looking for {what}{where}"]
