@@ -3,6 +3,7 @@ calendar, a fixed clock (Monday 7 December 2026, 9 AM in Austin), the real booki
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from bots.business_hours import BusinessHours
 from bots.calendar import Slot
 from bots.flows import FlowState
 from bots.local_calendar import LocalCalendar
-from bots.persona import DEFAULT_PERSONA, BotRole
+from bots.persona import DEFAULT_PERSONA, BotRole, Persona
 from bots.qualifier import QualifyingBot, QualifyingBotFactory, wants_person
 from runtime.clock import Clock
 
@@ -364,3 +365,62 @@ async def test_a_failed_hand_off_leaves_the_caller_with_the_previous_bot() -> No
 )
 def test_asking_for_a_person(text: str, asks: bool) -> None:
     assert wants_person(text) is asks
+
+
+def test_a_persona_comes_from_configuration_with_defaults_for_what_is_left_out() -> None:
+    persona = Persona.from_dict(
+        {
+            "business_name": "Hill Country Homes",
+            "service_areas": ["Austin", "Round Rock"],
+            "timezone": "America/Denver",
+            "bots": {"buyer": {"name": "Zoe", "voice": "zoe", "specialty": "helps our buyers"}},
+        }
+    )
+    assert persona.greeting("lead") == (
+        "Hi, thanks for calling Hill Country Homes! I'm Ava, a virtual assistant. May I have your name?"
+    )
+    assert persona.buyer.name == "Zoe" and persona.seller.name == "Sam"
+    assert persona.service_areas == ("Austin", "Round Rock") and persona.voices() == ["lead", "zoe", "seller"]
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"business_name": " "}, "business_name is empty"),
+        ({"bots": {"seller": {"voice": ""}}}, "seller bot: voice is empty"),
+        ({"bots": {"lead": {"greeting": "Hi from {company}"}}}, "greeting may only use {business} and {name}"),
+        ({"bots": {"agent": {}}}, "bots must map some of lead, buyer, seller"),
+        ({"bots": {"lead": {"colour": "red"}}}, "unknown lead bot settings: colour"),
+        ({"service_areas": "Austin"}, "service_areas must be a list"),
+    ],
+)
+def test_a_bad_persona_is_refused_by_name(config: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        Persona.from_dict(config)
+
+
+def test_the_factory_renders_the_greeting_in_every_bot_voice() -> None:
+    factory = QualifyingBotFactory(
+        persona=DEFAULT_PERSONA, calendar=LocalCalendar(BusinessHours()), now=lambda: NOW, clock=SteppingClock()
+    )
+    assert factory.fixed_phrases() == [factory.create(context()).greeting()]
+    assert factory.voices() == ["lead", "buyer", "seller"]
+
+
+async def test_a_renter_is_not_handed_off_and_gets_a_callback_offer() -> None:
+    call = new_call()
+    await call.say("Kim")
+    reply = await call.say("I'm looking to rent an apartment")
+    assert not any(isinstance(a, HandedOff) for a in reply)
+    assert "Let's set up a quick call back from one of our agents. For our call, I have" in said(reply)
+    assert call.bot.snapshot()["answers"]["lead"]["intent"]["intent"] == "rent"
+
+
+async def test_an_unsure_intent_is_asked_again_then_left_to_a_person() -> None:
+    call = new_call()
+    await call.say("Kim")
+    assert said(await call.say("maybe looking at a house")).startswith("Just so I get you to the right person")
+    reply = await call.say("I'm not sure yet")
+    assert call.handoffs() == [] and "call back" in said(reply)
+    assert call.bot.snapshot()["answers"]["lead"]["intent"] is None
