@@ -19,7 +19,9 @@ _GREETING_FIELDS = {"business": "Lakeside Realty", "name": "Ava"}
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BotPersona:
     """One bot as the caller meets it. ``specialty`` completes the hand-off bridge ("I'll bring
-    in Maya, who {specialty}."); ``greeting`` may use ``{business}`` and ``{name}``."""
+    in Maya, who {specialty}."); ``greeting`` may use ``{business}`` and ``{name}``. The lead
+    bot's greeting opens the call, discloses that it is an AI and ends by asking the caller's
+    name (the caller's first words are taken as the answer); the others' open a hand-off."""
 
     role: BotRole
     name: str

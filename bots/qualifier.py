@@ -81,6 +81,11 @@ _BOOKING_INTROS: dict[BookingKind, str] = {
 }
 
 
+def lead_phone(context: CallContext) -> str:
+    """The lead's number: the caller's on an inbound call, the dialled one on an outbound call."""
+    return context.to_number if context.direction.startswith("outbound") else context.from_number
+
+
 def wants_person(text: str) -> bool:
     """Whether the caller asks for a human ("can I talk to a real person", "agent please")."""
     return _WANTS_PERSON.search(text) is not None
@@ -404,11 +409,11 @@ class QualifyingBot(Bot):
     async def _contact(self) -> Contact:
         if self._c.contact is None:
             name = self._c.flows["lead"].answers.get("name") or ""
-            self._c.contact = await self.calendar.upsert_contact(name=name, phone=self.context.from_number)
+            self._c.contact = await self.calendar.upsert_contact(name=name, phone=lead_phone(self.context))
         return self._c.contact
 
     def _booking_title(self, kind: BookingKind) -> str:
-        name = self._c.flows["lead"].answers.get("name") or self.context.from_number
+        name = self._c.flows["lead"].answers.get("name") or lead_phone(self.context)
         return f"{_BOOKING_TITLES[kind]}: {name}"
 
     # --- helpers ---
@@ -419,7 +424,7 @@ class QualifyingBot(Bot):
         return Say(text.strip() + " ", voice=self.voice)
 
     def _tz(self) -> str:
-        return timezone_for_phone(self.context.from_number, default=self.persona.timezone)
+        return timezone_for_phone(lead_phone(self.context), default=self.persona.timezone)
 
     def _today(self) -> date:
         return self._now().astimezone(ZoneInfo(self._tz())).date()
@@ -452,7 +457,7 @@ class QualifyingBot(Bot):
         if state == self._saved:
             return
         try:
-            await self._store.save(self.context.tenant, self.context.from_number, state)
+            await self._store.save(self.context.tenant, lead_phone(self.context), state)
         except Exception:  # the session store is optional for the call itself
             log.warning("bot session not saved", exc_info=True, extra={"tenant": self.context.tenant})
             return
@@ -529,7 +534,7 @@ class QualifyingBotFactory(BotFactory):
     async def create_for_caller(self, context: CallContext) -> QualifyingBot:
         """A bot for this call that continues the caller's last session if it is recent enough
         (same tenant and phone, within the resume window)."""
-        saved = await self.store.load(context.tenant, context.from_number) if self.store else None
+        saved = await self.store.load(context.tenant, lead_phone(context)) if self.store else None
         return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
 
     def fixed_phrases(self) -> list[str]:

@@ -154,3 +154,15 @@ async def test_a_failing_store_does_not_break_the_call() -> None:
     bot = factory(BrokenStore(), Clock()).create(context())
     reply = await talk(bot, "I'm Sarah Jones")
     assert reply.endswith("Are you looking to buy a home, sell one, or both? ")
+
+
+async def test_on_an_outbound_call_the_session_is_the_dialled_lead_s() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    outbound = CallContext(
+        call_sid="CA2", from_number="+15125550000", to_number=CALLER, direction="outbound-api", tenant="t1", bot="lead"
+    )
+    await talk(factory(store, clock).create(outbound), "I'm Sarah Jones")
+    assert (await store.load("t1", CALLER) or {})["answers"]["lead"] == {"name": "Sarah Jones"}
+    assert await store.load("t1", "+15125550000") is None
+    again = await factory(store, clock).create_for_caller(context())
+    assert again.greeting().startswith("Hi Sarah Jones, welcome back")
