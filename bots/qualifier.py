@@ -269,7 +269,7 @@ class QualifyingBot(Bot):
             yield self._say(heard.reask)
             return
         if heard.acknowledgement:
-            yield self._say(heard.acknowledgement + " ")
+            yield self._say(heard.acknowledgement)
         question = flow.ask_next()
         if question:
             yield self._say(question)
