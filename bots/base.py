@@ -121,6 +121,16 @@ class Bot(ABC):
         """Whether the conversation has reached its end (nothing left to ask or do)."""
         return False
 
+    async def persist(self) -> None:
+        """Save the conversation so a later call or message can resume it (called at turn ends;
+        must not raise). Bots that do not resume keep nothing."""
+        return
+
+    def note_response_latency(self, latency_ms: float) -> None:
+        """The pipeline's measure of one reply (end of speech -> first audio), for the bot's own
+        effectiveness figures. Ignored by default."""
+        return
+
     async def after_transfer(self, outcome: TransferOutcome) -> AsyncIterator[BotAction]:
         """The caller is back after a transfer that ended with ``outcome`` (anything but
         ``joined``): what the bot says now. Bots that never transfer say nothing."""
@@ -134,6 +144,11 @@ class BotFactory(ABC):
     @abstractmethod
     def create(self, context: CallContext) -> Bot:
         """A new bot for this call."""
+
+    async def create_for_caller(self, context: CallContext) -> Bot:
+        """A bot for this call that continues the caller's saved conversation, for factories that
+        keep them (it may read a store, hence async); a fresh bot otherwise."""
+        return self.create(context)
 
     @abstractmethod
     def fixed_phrases(self) -> list[str]:

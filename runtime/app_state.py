@@ -12,10 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from bots.base import BotFactory
+from runtime.bot_shelf import BotShelf
 from runtime.config import Settings
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.report import ReportStore
 from runtime.session import CallSession
+from runtime.transfers import Transfers
 from telephony.rest import TwilioRest
 from telephony.signature import WebhookValidator
 
@@ -36,9 +38,13 @@ class ServerState:
     #: vendor clients the app owns, closed at shutdown
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     validator: WebhookValidator = field(init=False)
+    #: bots waiting for their call's stream (prepared by the voice webhook, or parked in a transfer)
+    shelf: BotShelf = field(default_factory=BotShelf)
+    transfers: Transfers = field(init=False)
 
     def __post_init__(self) -> None:
         self.validator = WebhookValidator(self.settings.twilio_auth_token)
+        self.transfers = Transfers(self.settings, self.validator, self.shelf, self.reports, self.spawn)
 
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run a background job the server owns (kept referenced until it finishes)."""

@@ -7,22 +7,22 @@ names the variable, so an operator fixes a deployment in one pass.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from runtime.bot_config import BotCoreOptions, read_bot_core
 from runtime.engines import EngineOptions
 from runtime.vendors import VendorOptions
+from telephony.e164 import is_e164
 
 T = TypeVar("T")
 
 #: The bots a call can start with (``LEADLINE_STARTING_BOT``, ``POST /api/calls``).
 BOT_NAMES = ("lead",)
 #: ITU-T E.164 as Twilio takes it: "+", a country code (never 0) and at most 15 digits in all.
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 class ConfigError(ValueError):
@@ -179,6 +179,7 @@ class Settings:
     output: OutputOptions = field(default_factory=OutputOptions)
     persona: PersonaOptions = field(default_factory=PersonaOptions)
     dial: DialOptions = field(default_factory=DialOptions)
+    bots: BotCoreOptions = field(default_factory=BotCoreOptions)
 
     @property
     def stream_url(self) -> str:
@@ -255,6 +256,7 @@ class _EnvReader:
                 ),
             ),
         )
+        values["bots"] = read_bot_core(self.env, self.problems)
         values.update(overrides)
         if self.problems:
             raise ConfigError(self.problems)
@@ -384,11 +386,6 @@ def _base_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
         return raw.rstrip("/")
 
     return parse
-
-
-def is_e164(number: str) -> bool:
-    """``number`` is a phone number in E.164 (``+15125550100``), the only form Twilio dials."""
-    return _E164.fullmatch(number) is not None
 
 
 def _e164(raw: str) -> str:

@@ -17,10 +17,11 @@ from aiohttp import web
 
 from bots.base import CallContext
 from runtime.app_state import STATE, ServerState
-from runtime.config import BOT_NAMES, is_e164
+from runtime.config import BOT_NAMES
 from runtime.report import AmdResult, CallReport
 from runtime.web_auth import authorised, verified_form
 from telephony.call_state import CallLifecycle
+from telephony.e164 import is_e164
 from telephony.rest import TwilioRestError
 from telephony.signature import public_url_for
 

@@ -188,6 +188,37 @@ class ReplyResumed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HandOff:
+    """One bot handed the caller to another mid-call; ``latency_ms`` from the decision to the new
+    bot's first words being produced."""
+
+    at: float
+    turn: int
+    from_bot: str
+    to_bot: str
+    reason: str
+    latency_ms: float
+    kind: Literal["hand_off"] = "hand_off"
+
+
+TransferPhase = Literal["requested", "started", "refused", "ended", "returned"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferEvent:
+    """A warm transfer to a person: asked for by the bot, started over Twilio (or refused), how it
+    ended (``outcome``: joined, no_answer, busy, voicemail, failed, caller_hung_up), and the caller
+    back with the bot after a failed one."""
+
+    at: float
+    phase: TransferPhase
+    reason: str = ""
+    outcome: str = ""
+    detail: str = ""
+    kind: Literal["transfer"] = "transfer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded:
     at: float
     reason: str
@@ -206,6 +237,8 @@ CallEvent = (
     | VendorDegraded
     | FillerPlayed
     | ReplyResumed
+    | HandOff
+    | TransferEvent
     | CallEnded
 )
 

@@ -18,6 +18,7 @@ from runtime.clock import MonotonicClock
 from runtime.events import FanoutSink
 from runtime.report import CallReport
 from runtime.session import CallSession
+from runtime.transfers import bot_outcome
 from telephony.call_state import CallLifecycle, CallStatus, IllegalTransition
 from telephony.media_stream import (
     Connected,
@@ -31,6 +32,7 @@ from telephony.media_stream import (
 )
 from telephony.rest import TwilioRestError
 from telephony.stream_token import StreamTokenError, verify_stream_token
+from telephony.transfer import OUTCOME_PARAMETER
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +158,20 @@ class _MediaConnection:
         except IllegalTransition:
             log.warning("stream started for a finished call", extra={"call_sid": start.call_sid})
         self.report = report
-        self.session = CallSession(
+        returning = params.get(OUTCOME_PARAMETER)
+        self.session = session = CallSession(
             context=context,
             stream_sid=start.stream_sid,
-            bot=state.bots.create(context),
+            bot=state.shelf.take(start.call_sid) or await state.bots.create_for_caller(context),
             engines=state.engines,
             settings=state.settings,
             send=self.ws.send_str,
             sink=FanoutSink([state.reports]),
             clock=MonotonicClock(),
+            transfer=lambda request: state.transfers.start(context, session.bot, request, at=session.elapsed),
+            returning_from_transfer=bot_outcome(returning) if returning is not None else None,
         )
-        state.live[start.call_sid] = self.session
+        state.live[start.call_sid] = session
         self.task = asyncio.create_task(self._run_session(self.session), name=f"call-{start.call_sid}")
         log.info("stream started", extra={"call_sid": start.call_sid, "stream_sid": start.stream_sid})
         return True

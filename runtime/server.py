@@ -15,29 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import WSCloseCode, web
 
 from bots.base import BotFactory, CallContext
-from bots.fallback import FallbackBotFactory
-from bots.lead import LeadBotFactory
-from bots.llm_bot import LlmBotFactory
-from runtime.anthropic_llm import AnthropicLlm
 from runtime.app_state import STATE, ServerState
+from runtime.bot_wiring import build_bot_factory
 from runtime.config import Settings
 from runtime.dialer import add_dial_routes
 from runtime.engines import EngineOptions, Engines, load_engines
-from runtime.fallback import CircuitBreaker
 from runtime.media_socket import media_stream
 from runtime.report import CallReport
 from runtime.speech import TextToSpeech
+from runtime.stream_twiml import STREAM_TOKEN_TTL_S, stream_twiml
 from runtime.web_auth import authorised, verified_form
 from telephony.call_state import CallLifecycle, IllegalTransition
 from telephony.rest import TwilioRest
-from telephony.stream_token import issue_stream_token
-from telephony.twiml import connect_stream_twiml, reject_twiml
+from telephony.twiml import reject_twiml
 
 log = logging.getLogger(__name__)
-
-#: How long after the voice webhook the stream may start. Twilio connects within a second or
-#: two of fetching the TwiML; minutes of slack cover slow networks without keeping tokens alive.
-STREAM_TOKEN_TTL_S = 300.0
 
 
 def create_app(
@@ -48,11 +40,11 @@ def create_app(
 ) -> web.Application:
     """The app; with ``engines`` given (tests, benchmarks) it is ready at once, otherwise it
     runs ``load`` in the background and reports 503 on /health until the engines are in.
-    ``bots`` defaults to the Lead bot with the configured persona."""
+    ``bots`` defaults to the configured bot core (``runtime.bot_wiring``)."""
     app = web.Application(client_max_size=256 * 1024)
     closers: list[Callable[[], Awaitable[None]]] = []
     if bots is None:
-        bots = _bot_factory(settings, closers)
+        bots = build_bot_factory(settings, closers)
     app[STATE] = ServerState(settings=settings, bots=bots, engines=engines, load=load)
     app[STATE].closers.extend(closers)
     app.router.add_get("/health", health)
@@ -62,28 +54,11 @@ def create_app(
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_sid}", get_call)
     add_dial_routes(app)
+    app[STATE].transfers.add_routes(app.router)
     app.cleanup_ctx.append(_engines_ctx)
     app.cleanup_ctx.append(_rest_ctx)
     app.on_shutdown.append(_close_calls)
     return app
-
-
-def _bot_factory(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> BotFactory:
-    """The scripted Lead bot, or Claude with the Lead bot as its fallback brain."""
-    persona = settings.persona
-    scripted = LeadBotFactory(persona.business_name, persona.bot_name)
-    if settings.llm != "anthropic":
-        return scripted
-    vendors = settings.engines.vendors
-    llm = AnthropicLlm(
-        api_key=vendors.anthropic_api_key,
-        base_url=vendors.anthropic_base_url,
-        model=vendors.anthropic_model,
-        first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
-    )
-    closers.append(llm.aclose)
-    primary = LlmBotFactory(llm, business_name=persona.business_name, bot_name=persona.bot_name)
-    return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
 
 
 async def _rest_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -96,6 +71,7 @@ async def _rest_ctx(app: web.Application) -> AsyncIterator[None]:
             auth_token=state.settings.twilio_auth_token,
             base_url=vendors.twilio_api_base_url,
         )
+        state.transfers.rest = state.rest
     yield
     if state.rest is not None:
         await state.rest.aclose()
@@ -213,19 +189,13 @@ async def voice_webhook(request: web.Request) -> web.Response:
     )
     report = known or state.reports.open(CallReport(context, CallLifecycle()))
     _apply_status(report, form)
-    # Render the greeting now, while Twilio connects the stream, so it plays at once.
-    bot = state.bots.create(context)
+    # The bot (with a returning caller's saved conversation) is made now, and its greeting
+    # rendered, while Twilio connects the stream, so the greeting plays at once.
+    bot = await state.bots.create_for_caller(context)
+    state.shelf.put(call_sid, bot, ttl_s=STREAM_TOKEN_TTL_S)
     state.spawn(state.engines.voice(bot.voice).render(bot.greeting()))
-    parameters = {
-        "from": context.from_number,
-        "to": context.to_number,
-        "direction": context.direction,
-        "tenant": context.tenant,
-        "bot": context.bot,
-        "token": issue_stream_token(settings.stream_secret, call_sid, now=time.time(), ttl_s=STREAM_TOKEN_TTL_S),
-    }
     log.info("call answered", extra={"call_sid": call_sid, "direction": context.direction})
-    twiml = connect_stream_twiml(settings.stream_url, parameters, stream_name=f"leadline-{call_sid}")
+    twiml = stream_twiml(settings, context)
     return web.Response(text=twiml, content_type="text/xml")
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bots.base import Bot, BotAction, CallContext, EndCall, Notice
+from bots.base import Bot, BotAction, CallContext, EndCall, HandedOff, Notice, TransferOutcome, TransferToHuman
 from runtime.audio import duration_ms, ulaw_to_pcm
 from runtime.clock import Clock
 from runtime.config import Settings
@@ -31,10 +31,12 @@ from runtime.events import (
     EventSink,
     FillerPlayed,
     GreetingLatency,
+    HandOff,
     Interruption,
     ProtocolViolation,
     ReplyResumed,
     Silence,
+    TransferEvent,
     TurnLatency,
     VendorDegraded,
 )
@@ -164,8 +166,17 @@ async def _closing(actions: AsyncIterator[BotAction]) -> AsyncIterator[None]:
             await close()
 
 
+#: Moves the caller to a person (``runtime.transfers``); False when the transfer could not start
+#: (not configured, Twilio refused), and the caller is still with the bot.
+TransferHook = Callable[[TransferToHuman], Awaitable[bool]]
+
+
 class CallSession:
-    """The pipeline of one call, from Twilio's ``start`` to hang-up."""
+    """The pipeline of one call, from Twilio's ``start`` to hang-up (or to a warm transfer).
+
+    ``returning_from_transfer``: this stream is the caller coming back after a transfer that
+    ended that way; the bot (kept from the first stream) opens with ``after_transfer``.
+    """
 
     def __init__(
         self,
@@ -178,6 +189,8 @@ class CallSession:
         send: Send,
         sink: EventSink,
         clock: Clock,
+        transfer: TransferHook | None = None,
+        returning_from_transfer: TransferOutcome | None = None,
     ) -> None:
         self.context = context
         self.bot = bot
@@ -210,6 +223,12 @@ class CallSession:
         self._interruption: _Interruption | None = None
         self._hangup_request: str | None = None
         self._carried: list[Transcript] = []
+        self._transfer = transfer
+        self._returning_from = returning_from_transfer
+        self._transfer_request: TransferToHuman | None = None
+        self._pending_transfer: TransferToHuman | None = None
+        #: Twilio is moving the caller to a person: the stream is about to stop
+        self.transferring = False
         turn = settings.turn
         tiers: list[tuple[int, tuple[str, ...], CoverPurpose]] = [
             (turn.ack_after_ms, turn.acks, "ack"),
@@ -247,6 +266,8 @@ class CallSession:
             self._last_activity = self._clock.now()
             if self._hangup_reason is not None:
                 self._hang_up(self._hangup_reason)
+            elif self._pending_transfer is not None:
+                self._start_transfer()
 
     def on_dtmf(self, digit: str) -> None:
         self._emit(DtmfReceived(at=self._rel(self._clock.now()), digit=digit))
@@ -292,6 +313,11 @@ class CallSession:
     def bot_state(self) -> dict[str, Any]:
         return self.bot.snapshot()
 
+    def elapsed(self) -> float:
+        """Seconds since the stream started, on the call's event clock (for events emitted
+        from outside the session, e.g. how a transfer ended)."""
+        return self._rel(self._clock.now())
+
     def _rel(self, t: float) -> float:
         return t - self.started_at
 
@@ -310,7 +336,7 @@ class CallSession:
                     group.create_task(self.outbound.run(), name="send"),
                     group.create_task(self._watch(), name="watch"),
                 ]
-                self._start_reply(0, self._greet)
+                self._start_reply(0, self._open)
                 await self._ended.wait()
                 for task in [*tasks, *self._unanswered]:
                     task.cancel()
@@ -338,6 +364,8 @@ class CallSession:
                     await self._on_turn_signal(signal)
 
     async def _on_turn_signal(self, signal: TurnSignal) -> None:
+        if self.transferring:
+            return  # the caller is on their way to a person; the bot no longer answers
         if isinstance(signal, SpeechStarted):
             self._stt.speech_started()
             self._last_activity = signal.at
@@ -404,6 +432,8 @@ class CallSession:
         self._by_mark.clear()  # Twilio echoes the flushed marks, but they were not heard
         self._hangup_reason = None
         clear_at = await self.outbound.clear()
+        if self._pending_transfer is not None:
+            self._start_transfer()  # the caller spoke over "connecting you": they go all the same
         if reply is None or not reply.answering:
             return  # at most an acknowledgement was cut off: the caller simply went on
         heard_text, heard_ms, total_ms = self._heard(reply, now)
@@ -483,6 +513,9 @@ class CallSession:
                     audio_ms=sum(s.audio_ms for s in reply.sentences),
                 )
             )
+        if reply.turn and self._group is not None:
+            # Its own task: the next reply waits for this one to finish, never for the store.
+            self._group.create_task(self.bot.persist(), name="persist")
 
     def _roll_back(self, reply: _Reply) -> None:
         """Undo a reply the caller never heard: the bot forgets it, the caller's words wait for
@@ -493,6 +526,16 @@ class CallSession:
         if reply.interruption is not None and self._interruption is None:
             self._interruption = reply.interruption
         self._hangup_request = None
+        self._transfer_request = None
+
+    async def _open(self, reply: _Reply) -> None:
+        """The greeting, or, for a caller back from a failed transfer, the bot's word on it."""
+        if self._returning_from is None:
+            await self._greet(reply)
+            return
+        now = self._rel(self._clock.now())
+        self._emit(TransferEvent(at=now, phase="returned", outcome=self._returning_from))
+        await self._speak(reply, self.bot.after_transfer(self._returning_from), None)
 
     async def _greet(self, reply: _Reply) -> None:
         text = self.bot.greeting()
@@ -607,6 +650,10 @@ class CallSession:
         if self._hangup_request is not None:
             hang_up, self._hangup_request = self._hangup_request, None
             self._hang_up_after_playout(hang_up, reply)
+        elif self._transfer_request is not None:
+            self._pending_transfer, self._transfer_request = self._transfer_request, None
+            if not self.bot_talking:
+                self._start_transfer()
 
     async def _consume(
         self, reply: _Reply, actions: AsyncIterator[BotAction], probe: _LatencyProbe | None, splitter: SentenceSplitter
@@ -620,6 +667,21 @@ class CallSession:
             if isinstance(action, Notice):
                 now = self._rel(self._clock.now())
                 self._emit(VendorDegraded(at=now, turn=reply.turn, stage=action.stage, reason=action.reason))
+                continue
+            if isinstance(action, HandedOff):
+                self._emit(
+                    HandOff(
+                        at=self._rel(self._clock.now()),
+                        turn=reply.turn,
+                        from_bot=action.from_bot,
+                        to_bot=action.to_bot,
+                        reason=action.reason,
+                        latency_ms=action.latency_ms,
+                    )
+                )
+                continue
+            if isinstance(action, TransferToHuman):
+                self._transfer_request = action
                 continue
             if probe is not None and not probe.first_text_at:
                 probe.first_text_at = self._clock.now()
@@ -684,7 +746,28 @@ class CallSession:
             self._filler_frames.setdefault(entry[0].turn if entry else -1, (queued_at, at))
         probe = self._probes.pop(utterance, None)
         if probe is not None:
-            self._emit(probe.finish(at, self.started_at, self._filler_frames.pop(probe.turn, None)))
+            latency = probe.finish(at, self.started_at, self._filler_frames.pop(probe.turn, None))
+            self.bot.note_response_latency(latency.first_audio_ms)
+            self._emit(latency)
+
+    def _start_transfer(self) -> None:
+        request, self._pending_transfer = self._pending_transfer, None
+        if request is None or self._group is None or self._ended.is_set():
+            return
+        self._group.create_task(self._hand_over(request), name="transfer")
+
+    async def _hand_over(self, request: TransferToHuman) -> None:
+        """Everything the bot said has been heard: move the caller to a person. If that cannot
+        start, the caller is still here and the bot says so (``after_transfer('failed')``)."""
+        self._emit(TransferEvent(at=self._rel(self._clock.now()), phase="requested", reason=request.reason))
+        self.transferring = True
+        started = self._transfer is not None and await self._transfer(request)
+        self._emit(TransferEvent(at=self._rel(self._clock.now()), phase="started" if started else "refused"))
+        if started:
+            return  # Twilio stops this stream once the caller is in the conference
+        self.transferring = False
+        self._turn += 1
+        self._start_reply(self._turn, lambda reply: self._speak(reply, self.bot.after_transfer("failed"), None))
 
     def _hang_up_after_playout(self, reason: str, reply: _Reply) -> None:
         self._hangup_reason = reason
@@ -708,6 +791,8 @@ class CallSession:
             if self._hangup_reason is not None and self._hangup_deadline and now > self._hangup_deadline:
                 self._hang_up(self._hangup_reason)
             if self.bot_talking or self._reply is not None or self._turns.speaking or self._unanswered:
+                continue
+            if self.transferring or self._pending_transfer is not None:
                 continue
             quiet_s = now - self._last_activity
             if not self._silence_prompted and quiet_s >= silence.prompt_after_s:

@@ -16,6 +16,7 @@ from aiohttp import web
 from bots.base import BotFactory
 from runtime.app_state import STATE, ServerState
 from runtime.audio import Pcm, ulaw_to_pcm
+from runtime.bot_config import BotCoreOptions
 from runtime.config import Settings, SilenceOptions
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.server import create_app
@@ -77,6 +78,9 @@ class RunningServer:
 
 
 def make_settings(port: int, **overrides: Any) -> Settings:
+    """Settings of a test server. Its calls get the minimal three-question Lead bot unless a test
+    asks for another: the pipeline's tests want a conversation that never branches, and the bot
+    core's whole calls are tested on their own (tests/test_qualifier_calls.py)."""
     base = Settings.from_env(
         {},
         twilio_auth_token=AUTH_TOKEN,
@@ -84,6 +88,7 @@ def make_settings(port: int, **overrides: Any) -> Settings:
         port=port,
         public_url=f"http://127.0.0.1:{port}",
         silence=SilenceOptions(prompt_after_s=30, hangup_after_prompt_s=30),
+        bots=BotCoreOptions(core="lead"),
     )
     return dataclasses.replace(base, **overrides)
 

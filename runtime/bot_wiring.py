@@ -1,0 +1,65 @@
+"""Builds the bots a server's calls get, from its settings: the bot core, its brain, the calendar
+it books in and where conversations are kept for resumption."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from bots.base import BotFactory
+from bots.business_hours import BusinessHours
+from bots.calendar import Calendar
+from bots.fallback import FallbackBotFactory
+from bots.ghl import GhlCalendar
+from bots.lead import LeadBotFactory
+from bots.llm_bot import LlmBotFactory
+from bots.local_calendar import LocalCalendar
+from bots.qualifier import QualifyingBotFactory
+from bots.session_state import BotSessionStore, MemoryBotSessionStore
+from runtime.anthropic_llm import AnthropicLlm
+from runtime.config import Settings
+from runtime.fallback import CircuitBreaker
+
+Closers = list[Callable[[], Awaitable[None]]]
+
+
+def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSessionStore | None = None) -> BotFactory:
+    """The configured bot core; with ``LEADLINE_LLM=anthropic``, Claude with the scripted brain
+    as its fallback. ``sessions`` keeps conversations for resumption (in memory by default)."""
+    scripted = _scripted_factory(settings, closers, sessions or MemoryBotSessionStore())
+    if settings.llm != "anthropic":
+        return scripted
+    vendors = settings.engines.vendors
+    llm = AnthropicLlm(
+        api_key=vendors.anthropic_api_key,
+        base_url=vendors.anthropic_base_url,
+        model=vendors.anthropic_model,
+        first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
+    )
+    closers.append(llm.aclose)
+    persona = settings.persona
+    primary = LlmBotFactory(llm, business_name=persona.business_name, bot_name=persona.bot_name)
+    return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
+
+
+def _scripted_factory(settings: Settings, closers: Closers, sessions: BotSessionStore) -> BotFactory:
+    if settings.bots.core == "lead":
+        return LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
+    return QualifyingBotFactory(
+        persona=settings.bots.persona,
+        calendar=build_calendar(settings, closers),
+        store=sessions,
+        now=lambda: datetime.now(UTC),
+    )
+
+
+def build_calendar(settings: Settings, closers: Closers) -> Calendar:
+    """GoHighLevel when a token is configured, else the embedded calendar in the persona's zone."""
+    ghl = settings.bots.ghl
+    calendar: Calendar
+    if ghl is not None:
+        calendar = GhlCalendar(ghl)
+    else:
+        calendar = LocalCalendar(BusinessHours(timezone=settings.bots.persona.timezone))
+    closers.append(calendar.aclose)
+    return calendar
