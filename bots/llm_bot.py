@@ -1,21 +1,64 @@
-"""The LLM brain behind the ``Bot`` interface: a lead-qualifying conversation with tools.
+"""The LLM brain of the bot core: Claude playing the Lead, Buyer and Seller bots, with tools for
+everything that changes state.
 
-Text is handed on delta by delta, so the pipeline can speak the first sentence while the model
-is still writing the rest. The model records what it learns with ``record_answers`` and hangs
-up with ``end_call``. Failures are raised, not hidden: retry and fallback are the pipeline's
-decision (bots/fallback.py), and the history is left so that a retried turn starts clean.
+The conversation state is the scripted core's (bots/qualifier.py): the bots' question flows hold
+the answers, scoring, hand-off rules and records, appointments and the snapshot are the same, so
+reports, analytics and session resume read either brain alike. The model decides what to say and
+which tool to call; the tools (bots/llm_tools.py) check and carry out the state changes. Text is
+handed on delta by delta, so the first sentence is spoken while the model writes the rest.
+
+A hand-off switches the system prompt (and the tools' answer schema) to the new bot's persona:
+the bridge line is said in the old bot's voice by the bot itself (only once the rules allowed the
+hand-off), and the model's next words come in the new voice. Failures of the model are raised,
+not hidden: retry and fallback are ``FallbackBot``'s decision, and a failed turn that said nothing
+leaves the history as it was.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field, fields
+from datetime import date, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from bots.base import Bot, BotAction, BotFactory, CallContext, EndCall, Say
+from bots.base import (
+    Bot,
+    BotAction,
+    BotFactory,
+    CallContext,
+    EndCall,
+    HandedOff,
+    Say,
+    TransferOutcome,
+    TransferToHuman,
+)
+from bots.calendar import Calendar, CalendarError, Contact, Slot, timezone_for_phone
+from bots.flows import FlowState, Question, build_flows, new_flows
+from bots.handoff import HandoffRecord
+from bots.llm_tools import (
+    BookingKind,
+    ToolError,
+    book_slot,
+    booking_kind,
+    decode_answers,
+    find_offers,
+    moment,
+    slot_json,
+    slots_result,
+    text_field,
+    tools_for,
+)
+from bots.persona import ROLES, BotRole, Persona
+from bots.qualifier import QualifierOptions, lead_phone, wants_person
+from bots.scoring import Score, score_lead
+from bots.session_state import STATE_VERSION, BotSessionStore, resumable
+from runtime.clock import Clock, MonotonicClock
 from runtime.llm import (
     ChatMessage,
     ContentBlock,
@@ -33,54 +76,81 @@ from runtime.llm import (
 
 log = logging.getLogger(__name__)
 
-#: Model requests per caller turn: a reply with tool calls, then the model's follow-up, and one
-#: spare; a model that keeps calling tools beyond that is looping.
-DEFAULT_MAX_ROUNDS = 3
+#: Model requests per caller turn. A turn may record answers, hand off, look up slots and book,
+#: each a round trip, plus the final reply; a model that keeps calling tools beyond this is looping.
+DEFAULT_MAX_ROUNDS = 6
 
-_ANSWER_FIELDS: dict[str, Any] = {
-    "intent": {"type": "string", "enum": ["buy", "sell", "rent"]},
-    "property": {"type": "string", "description": "e.g. 'three bedroom house', 'condo'"},
-    "area": {"type": "string", "description": "town, city or neighbourhood"},
-    "budget": {"type": "integer", "description": "in US dollars"},
-    "timeline": {"type": "string", "description": "when they hope to move, in their words"},
+Stage = Literal["qualifying", "booking", "transferring", "done"]
+
+#: Marks what happened on the call rather than what the caller said (a model reads it as such).
+CALL_EVENT = "[call event]"
+#: What the model is told when the caller is back after a transfer that did not connect.
+TRANSFER_NOTE = re.compile(re.escape(CALL_EVENT) + r" The transfer to an agent ended: (\w+)\.")
+#: The line of the system prompt with the day and the caller's zone (the model needs both for
+#: timelines and times; the Anthropic emulator reads them back).
+CALL_FACTS = re.compile(r"Today is \w+, (\w+ \d{1,2}, \d{4})\. The caller's time zone is ([\w/+-]+);")
+
+_BOOKING_TITLES: dict[BookingKind, str] = {
+    "showing": "Showing",
+    "listing_consultation": "Listing consultation",
+    "callback": "Callback",
 }
-RECORD_ANSWERS = ToolSpec(
-    name="record_answers",
-    description="Save what the caller has told you so far. Call it whenever you learn something new.",
-    input_schema={"type": "object", "properties": _ANSWER_FIELDS, "additionalProperties": False},
+_GOALS: dict[BotRole, str] = {
+    "lead": (
+        "Learn the caller's name and whether they want to buy, sell, both, rent or something else. "
+        "Then hand_off: buyers and callers doing both to buyer, sellers to seller. For renters and "
+        "anything else, offer a callback from one of our agents."
+    ),
+    "buyer": "Qualify the buyer. If they must sell a home first, or also sell one, hand_off to seller at the end.",
+    "seller": "Qualify the seller. If they also want to buy, hand_off to buyer at the end.",
+}
+_NEXT_STEP = (
+    "When your questions are done: if record_answers reports a hot lead, offer to connect them with an "
+    "agent now and call transfer_to_human once they agree. Otherwise, or if they decline, offer two or "
+    "three times from find_slots (a showing for buyers, a listing consultation for sellers, a callback "
+    "otherwise), confirm the chosen date and time back, and call book_appointment once they say yes. "
+    "Whenever the caller asks for a person, offer to connect them. Once booked, or if they decline, "
+    "thank them, say goodbye, then call end_call."
 )
-END_CALL = ToolSpec(
-    name="end_call",
-    description="Hang up after your goodbye has been said: when qualification is complete or the caller wants to go.",
-    input_schema={
-        "type": "object",
-        "properties": {"reason": {"type": "string", "description": "why the call ends, in a few words"}},
-        "required": ["reason"],
-    },
-)
-TOOLS = (RECORD_ANSWERS, END_CALL)
 
 
-def greeting(business_name: str, bot_name: str) -> str:
-    """Names the business and discloses the AI at the start (protocols.md §8)."""
-    return (
-        f"Hi, thanks for calling {business_name}! I'm {bot_name}, an AI assistant. "
-        "What kind of property are you looking for, and where?"
+def call_facts(today: date, tz: str) -> str:
+    return f"Today is {today:%A, %B} {today.day}, {today.year}. The caller's time zone is {tz}; say every time in it."
+
+
+def system_prompt(persona: Persona, role: BotRole, questions: tuple[Question, ...], *, today: date, tz: str) -> str:
+    """The same for every call of a persona, bot, day and caller zone, so it is a cache read."""
+    bot = persona.bot(role)
+    opening = (
+        f'You opened the call with: "{persona.greeting(role)}"'
+        if role == "lead"
+        else f'You join after a hand-off: start with "{persona.greeting(role)}", say briefly what you already '
+        "know, then ask your first open question."
+    )
+    areas = f"We serve {', '.join(persona.service_areas)}." if persona.service_areas else ""
+    return "\n".join(
+        line
+        for line in (
+            f"You are {bot.name}, an AI assistant at {persona.business_name}, a real-estate agency; "
+            f"you {bot.specialty}.",
+            "You are on a live phone call and everything you write is spoken aloud: one or two short sentences, "
+            "one question at a time, no lists, markdown, emoji or abbreviations. Never claim to be human.",
+            _GOALS[role],
+            "Ask these questions in order, skipping any already answered. If an answer is unclear, ask once more "
+            "in other words, then record null and move on:",
+            *(f"- {q.slot}: {q.ask}" for q in questions),
+            "Call record_answers as soon as you learn something.",
+            _NEXT_STEP,
+            call_facts(today, tz),
+            areas,
+            opening,
+        )
+        if line
     )
 
 
-def system_prompt(business_name: str, bot_name: str) -> str:
-    """The same for every call of a persona, so it is a cache read after the first call."""
-    return (
-        f"You are {bot_name}, an AI assistant answering the phone for {business_name}, a real-estate agency. "
-        "You are on a live phone call and everything you write is spoken aloud: reply in one or two short "
-        "sentences, ask one question at a time, and never use lists, markdown, emoji or abbreviations. "
-        "Find out whether the caller wants to buy, sell or rent, what kind of property and where, their "
-        "budget and their timeline. Call record_answers whenever you learn something new. If the caller asks, "
-        "say you are an AI assistant; never claim to be human. Once you know all of it, or the caller wants "
-        "to go, thank them, say an agent will call them back, say goodbye, then call end_call. "
-        f'You opened the call with: "{greeting(business_name, bot_name)}"'
-    )
+def transfer_note(outcome: TransferOutcome) -> str:
+    return f"{CALL_EVENT} The transfer to an agent ended: {outcome}. The caller is back on the line."
 
 
 @dataclass
@@ -98,71 +168,276 @@ class _Reply:
 
 
 @dataclass(frozen=True)
-class _LlmCheckpoint:
-    history: tuple[ChatMessage, ...]
-    answers: dict[str, Any]
-    turns: int
-    interruptions: tuple[str, ...]
+class _PendingHandoff:
+    source: BotRole
+    target: BotRole
+    reason: str
+    decided: float
+
+
+@dataclass(kw_only=True)
+class _Conversation:
+    """Everything a checkpoint copies."""
+
+    role: BotRole
+    flows: dict[BotRole, FlowState]
+    visited: list[BotRole]
+    history: list[ChatMessage] = field(default_factory=list)
+    handoffs: list[HandoffRecord] = field(default_factory=list)
+    handoffs_this_call: int = 0
+    pending: _PendingHandoff | None = None
+    stage: Stage = "qualifying"
+    booking: dict[str, Any] | None = None
+    contact: Contact | None = None
+    appointment: dict[str, Any] | None = None
+    next_step: str | None = None
+    turns: int = 0
+    last_caller_text: str = ""
+    interruptions: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    last_activity: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _ToolOutcome:
+    """What a tool did: its result for the model, what the caller hears or the call does, and
+    whether the turn is over (nothing may follow a transfer or a hang-up)."""
+
+    result: str
+    actions: tuple[BotAction, ...] = ()
+    ends_turn: bool = False
+
+
+_ToolHandler = Callable[[Mapping[str, Any]], Awaitable[_ToolOutcome]]
 
 
 class LlmBot(Bot):
-    """One call's conversation with the model; the history is the API's message list."""
+    """One caller's conversation with Claude as the Lead, Buyer and Seller bots."""
 
     def __init__(
         self,
         model: LanguageModel,
         *,
-        business_name: str,
-        bot_name: str,
-        system: str | None = None,
+        persona: Persona,
+        calendar: Calendar,
+        context: CallContext,
+        now: Callable[[], datetime],
+        clock: Clock,
+        options: QualifierOptions,
+        store: BotSessionStore | None = None,
+        saved: dict[str, Any] | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
     ) -> None:
         self.model = model
-        self.system = system or system_prompt(business_name, bot_name)
+        self.persona = persona
+        self.calendar = calendar
+        self.context = context
+        self._now = now
+        self._clock = clock
+        self.options = options
         self.max_rounds = max_rounds
-        self.answers: dict[str, Any] = {}
-        self.turns = 0
-        self.history: list[ChatMessage] = []
-        self.interruptions: list[str] = []
-        self._greeting = greeting(business_name, bot_name)
+        self._store = store
+        self._questions = build_flows(min_intent_confidence=options.rules.min_intent_confidence)
+        self.tz = timezone_for_phone(lead_phone(context), default=persona.timezone)
+        self._today = now().astimezone(ZoneInfo(self.tz)).date()
+        self._c = _Conversation(role="lead", flows=new_flows(self._questions), visited=["lead"])
+        self._resumed = saved is not None
+        if saved is not None:
+            self._restore(saved)
+        self._opening = self._resume_greeting() if self._resumed else persona.greeting("lead")
         self._usage = {f.name: 0 for f in fields(Usage)}
+        self._saved: dict[str, Any] | None = None
+        #: whether this turn's last words need a space before another response's first ones
+        self._after_words = False
+        self._handlers: dict[str, _ToolHandler] = {
+            "record_answers": self._record_answers,
+            "hand_off": self._hand_off,
+            "find_slots": self._find_slots,
+            "book_appointment": self._book_appointment,
+            "transfer_to_human": self._transfer_to_human,
+            "end_call": self._end_call,
+        }
+
+    # --- the Bot interface ---
 
     def greeting(self) -> str:
-        return self._greeting
+        return self._opening
+
+    @property
+    def voice(self) -> str:
+        return self.persona.bot(self._c.role).voice
+
+    @property
+    def done(self) -> bool:
+        return self._c.stage == "done"
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """The API's message list of this call."""
+        return self._c.history
+
+    @property
+    def system(self) -> str:
+        """The current bot's system prompt."""
+        role = self._c.role
+        return system_prompt(self.persona, role, self._questions[role], today=self._today, tz=self.tz)
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return tools_for(self._c.role, self._questions[self._c.role])
 
     async def respond(self, caller_text: str) -> AsyncGenerator[BotAction, None]:
         """A generator, so a barge-in can ``aclose`` it: the model stream is closed at once and
         what was generated so far stays in the history for ``interrupted`` to trim."""
-        before = list(self.history)
-        self.turns += 1
-        self._append("user", (TextBlock(text=caller_text),))
-        try:
-            for _ in range(self.max_rounds):
-                reply = _Reply()
-                async with aclosing(self._stream_reply(reply)) as says:
-                    async for say in says:
-                        yield say
-                if not reply.calls:
-                    return
-                ending = self._run_tools(reply.calls)
-                if ending is not None:
-                    yield EndCall(ending)
-                    return
-        except LlmError:
-            if not any(_has_text(m) for m in self.history[len(before) :] if m.role == "assistant"):
-                self.history = before  # nothing was said: a retry of this turn starts clean
-            raise
-        log.warning("llm kept calling tools", extra={"rounds": self.max_rounds, "turn": self.turns})
+        self._c.last_activity = self._now()
+        self._c.turns += 1
+        self._c.last_caller_text = caller_text
+        async with aclosing(self._turn(caller_text)) as actions:
+            async for action in actions:
+                yield action
 
-    async def _stream_reply(self, reply: _Reply) -> AsyncGenerator[Say, None]:
+    async def after_transfer(self, outcome: TransferOutcome) -> AsyncIterator[BotAction]:
+        if outcome == "joined":
+            self._c.stage = "done"
+            return
+        self._c.stage, self._c.next_step = "qualifying", "callback"
+        async with aclosing(self._turn(transfer_note(outcome))) as actions:
+            async for action in actions:
+                yield action
+
+    def interrupted(self, heard_text: str) -> None:
+        """Cut this turn's assistant text to the words the caller heard, so the model knows
+        what was not said. The greeting is not in the history (it is in the system prompt)."""
+        c = self._c
+        c.interruptions.append(heard_text)
+        turn_start = max((i for i, m in enumerate(c.history) if _is_caller_turn(m)), default=len(c.history))
+        words = heard_text.split()
+        for i in range(turn_start + 1, len(c.history)):
+            if c.history[i].role == "assistant":
+                kept, words = _keep_words(c.history[i].content, words)
+                c.history[i] = ChatMessage(role="assistant", content=kept)
+        c.history = [m for m in c.history if m.content]  # nothing heard: no empty message
+
+    def checkpoint(self) -> object | None:
+        """None once the next reply may book or transfer (both are for real): while booking or
+        transferring, after the current bot's questions, or when the caller asks for a person."""
+        c = self._c
+        if c.stage != "qualifying" or c.flows[c.role].complete or wants_person(c.last_caller_text):
+            return None
+        return copy.deepcopy(c)
+
+    def rollback(self, checkpoint: object) -> None:
+        """Usage is not part of it: tokens spent on a dropped reply were still spent."""
+        assert isinstance(checkpoint, _Conversation)
+        self._c = copy.deepcopy(checkpoint)
+
+    def note_response_latency(self, latency_ms: float) -> None:
+        self._c.latencies_ms.append(latency_ms)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The shape of ``QualifyingBot.snapshot()``, plus the model's turns and token usage."""
+        c = self._c
+        return {
+            "bot": c.role,
+            "stage": c.stage,
+            "resumed": self._resumed,
+            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
+            "progress": {role: self._progress(role) for role in ROLES},
+            "score": self.score().to_dict(),
+            "handoffs": [record.to_dict() for record in c.handoffs],
+            "appointment": c.appointment,
+            "booking": copy.deepcopy(c.booking),
+            "next_step": c.next_step,
+            "effectiveness": self.effectiveness(),
+            "interrupted_after": list(c.interruptions),
+            "brain": "llm",
+            "turns": c.turns,
+            "usage": dict(self._usage),
+        }
+
+    # --- what the bot knows (as QualifyingBot computes it) ---
+
+    def score(self) -> Score:
+        return score_lead({role: self._c.flows[role].answers for role in ROLES})
+
+    def effectiveness(self) -> dict[str, float | None]:
+        flows = [self._c.flows[role] for role in self._c.visited]
+        questions = sum(len(flow.questions) for flow in flows)
+        answered = sum(flow.completion * len(flow.questions) for flow in flows)
+        latencies = self._c.latencies_ms
+        return {
+            "completion_rate": round(answered / questions, 3),
+            "mean_response_latency_ms": round(sum(latencies) / len(latencies), 1) if latencies else None,
+        }
+
+    def summary(self) -> str:
+        """What an agent needs to hear first: who, what for, how hot, and the answers."""
+        name = self._c.flows["lead"].answers.get("name") or "the caller"
+        score = self.score()
+        parts = [f"{score.temperature.capitalize()} lead: {name}."]
+        for role in ("buyer", "seller"):
+            phrases = self._c.flows[role].summary()
+            if phrases:
+                parts.append(f"{'Buying' if role == 'buyer' else 'Selling'}: {', '.join(phrases)}.")
+        parts.append(f"Why: {'; '.join(score.reasons)}.")
+        return " ".join(parts)
+
+    def _progress(self, role: BotRole) -> dict[str, Any]:
+        flow = self._c.flows[role]
+        unknown = [slot for slot, value in flow.answers.items() if value is None]
+        progress = {key: value for key, value in flow.to_dict().items() if key != "answers"}
+        return {**progress, "unknown": unknown, "completion": round(flow.completion, 3)}
+
+    # --- one turn with the model ---
+
+    async def _turn(self, text: str) -> AsyncGenerator[BotAction, None]:
+        before = list(self._c.history)
+        self._after_words = False
+        self._append("user", (TextBlock(text=text),))
+        try:
+            async with aclosing(self._rounds()) as actions:
+                async for action in actions:
+                    yield action
+        except LlmError:
+            if not any(_has_text(m) for m in self._c.history[len(before) :] if m.role == "assistant"):
+                self._c.history = before  # nothing was said: a retry of this turn starts clean
+            raise
+        if self._c.pending is not None:  # the new bot said nothing yet, but it is the caller's bot now
+            yield self._handed_off(self._c.pending)
+
+    async def _rounds(self) -> AsyncGenerator[BotAction, None]:
+        """Model responses and their tools, until a response calls none or a tool ends the turn."""
+        for _ in range(self.max_rounds):
+            reply = _Reply()
+            async with aclosing(self._stream_reply(reply)) as actions:
+                async for action in actions:
+                    yield action
+            if not reply.calls:
+                return
+            outcome = await self._run_tools(reply.calls)
+            for action in outcome.actions:
+                if isinstance(action, Say):
+                    action = Say(f" {action.text}" if self._after_words else action.text, voice=action.voice)
+                    self._after_words = not action.text[-1:].isspace()
+                yield action
+            if outcome.ends_turn:
+                return
+        log.warning("llm kept calling tools", extra={"rounds": self.max_rounds, "turn": self._c.turns})
+
+    async def _stream_reply(self, reply: _Reply) -> AsyncGenerator[BotAction, None]:
         """One model response: text handed on as it comes, tool calls and usage collected."""
         finished = False
+        system, tools = self.system, self.tools
         try:
-            async with _closing(self.model.stream(system=self.system, messages=self.history, tools=TOOLS)) as events:
+            async with _closing(self.model.stream(system=system, messages=self._c.history, tools=tools)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
+                        spoken = event.text if reply.text or not self._after_words else f" {event.text}"
                         reply.text += event.text
-                        yield Say(event.text)
+                        self._after_words = not event.text[-1:].isspace()
+                        yield Say(spoken, voice=self.voice)
+                        if self._c.pending is not None:
+                            yield self._handed_off(self._c.pending)
                     elif isinstance(event, ToolCall):
                         reply.calls.append(event)
                     else:
@@ -172,74 +447,236 @@ class LlmBot(Bot):
             # Cut short (error, barge-in): keep what was said, drop tool calls that never ran.
             self._append("assistant", reply.content(with_calls=finished))
 
-    def interrupted(self, heard_text: str) -> None:
-        """Cut this turn's assistant text to the words the caller heard, so the model knows
-        what was not said. The greeting is not in the history (it is in the system prompt)."""
-        self.interruptions.append(heard_text)
-        turn_start = max((i for i, m in enumerate(self.history) if _is_caller_turn(m)), default=len(self.history))
-        words = heard_text.split()
-        for i in range(turn_start + 1, len(self.history)):
-            message = self.history[i]
-            if message.role == "assistant":
-                kept, words = _keep_words(message.content, words)
-                self.history[i] = ChatMessage(role="assistant", content=kept)
-        self.history = [m for m in self.history if m.content]  # nothing heard: no empty message
-
-    def checkpoint(self) -> object:
-        """Usage is not part of it: tokens spent on a dropped reply were still spent."""
-        return _LlmCheckpoint(tuple(self.history), copy.deepcopy(self.answers), self.turns, tuple(self.interruptions))
-
-    def rollback(self, checkpoint: object) -> None:
-        assert isinstance(checkpoint, _LlmCheckpoint)
-        self.history = list(checkpoint.history)
-        self.answers = copy.deepcopy(checkpoint.answers)
-        self.turns = checkpoint.turns
-        self.interruptions = list(checkpoint.interruptions)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "bot": "llm",
-            "answers": dict(self.answers),
-            "turns": self.turns,
-            "usage": dict(self._usage),
-            "interrupted_after": list(self.interruptions),
-        }
-
     def _append(self, role: Literal["user", "assistant"], content: tuple[ContentBlock, ...]) -> None:
         """Adds to the history; a user turn after a trailing user message (tool results) joins it,
         after its tool results, as the API wants them first."""
+        history = self._c.history
         if not content:
             return
-        if role == "user" and self.history and self.history[-1].role == "user":
-            content = self.history.pop().content + content
-        self.history.append(ChatMessage(role=role, content=content))
-
-    def _run_tools(self, calls: list[ToolCall]) -> str | None:
-        """Runs the calls, records their results; the reason to hang up, if one was ``end_call``."""
-        results: list[ContentBlock] = []
-        ending: str | None = None
-        for call in calls:
-            if call.name == RECORD_ANSWERS.name:
-                results.append(self._record_answers(call))
-            elif call.name == END_CALL.name:
-                ending = str(call.input.get("reason") or "the model ended the call")
-                results.append(ToolResultBlock(tool_use_id=call.id, content="ending the call"))
-            else:
-                results.append(ToolResultBlock(tool_use_id=call.id, content=f"no tool {call.name}", is_error=True))
-        self._append("user", tuple(results))
-        return ending
-
-    def _record_answers(self, call: ToolCall) -> ToolResultBlock:
-        unknown = sorted(set(call.input) - set(_ANSWER_FIELDS))
-        if unknown:
-            return ToolResultBlock(tool_use_id=call.id, content=f"unknown fields: {', '.join(unknown)}", is_error=True)
-        self.answers.update({k: v for k, v in call.input.items() if v not in (None, "")})
-        log.info("llm recorded answers", extra={"fields": sorted(call.input), "pii.answers": dict(call.input)})
-        return ToolResultBlock(tool_use_id=call.id, content="saved")
+        if role == "user" and history and history[-1].role == "user":
+            content = history.pop().content + content
+        history.append(ChatMessage(role=role, content=content))
 
     def _add_usage(self, usage: Usage) -> None:
         for name in self._usage:
             self._usage[name] += getattr(usage, name)
+
+    # --- tools ---
+
+    async def _run_tools(self, calls: list[ToolCall]) -> _ToolOutcome:
+        """Runs the calls in order, answers each in one user message; stops after one that ends
+        the turn (the calls after it are answered as not run)."""
+        results: list[ContentBlock] = []
+        actions: list[BotAction] = []
+        ends_turn = False
+        for call in calls:
+            if ends_turn:
+                results.append(ToolResultBlock(tool_use_id=call.id, content="not run: the turn is over", is_error=True))
+                continue
+            outcome, failed = await self._run_tool(call)
+            results.append(ToolResultBlock(tool_use_id=call.id, content=outcome.result, is_error=failed))
+            actions += outcome.actions
+            ends_turn = outcome.ends_turn
+        self._append("user", tuple(results))
+        return _ToolOutcome(result="", actions=tuple(actions), ends_turn=ends_turn)
+
+    async def _run_tool(self, call: ToolCall) -> tuple[_ToolOutcome, bool]:
+        """The tool's outcome, and whether it failed; a failure is the model's to handle."""
+        handler = self._handlers.get(call.name)
+        try:
+            if handler is None:
+                raise ToolError(f"no tool {call.name}; the tools are {', '.join(self._handlers)}")
+            return await handler(call.input), False
+        except ToolError as e:
+            log.info("llm tool refused", extra={"tool": call.name, "error": str(e)})
+            return _ToolOutcome(result=str(e)), True
+        except CalendarError as e:
+            log.warning("llm tool calendar failure", extra={"tool": call.name, "retryable": e.retryable})
+            return _ToolOutcome(result=f"the calendar is unavailable ({e}); offer a call back from the team"), True
+
+    async def _record_answers(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        flow = self._c.flows[self._c.role]
+        answers = decode_answers(self._c.role, flow.questions, given)
+        flow.answers.update(answers)
+        log.info("llm recorded answers", extra={"fields": sorted(answers), "pii.answers": answers})
+        score = self.score()
+        still = [q.ask for q in flow.pending()]
+        result = {"saved": sorted(answers), "score": score.temperature, "reasons": score.reasons, "still_to_ask": still}
+        return _ToolOutcome(result=json.dumps(result))
+
+    async def _hand_off(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        c = self._c
+        target, reason = _target(given), text_field(given, "reason")
+        refusal = self._refusal(target)
+        if refusal is not None:
+            log.info("hand-off refused", extra={"from_bot": c.role, "to_bot": target, "reason": refusal})
+            raise ToolError(f"hand-off refused: {refusal}")
+        source, old, new = c.role, self.persona.bot(c.role), self.persona.bot(target)
+        bridge = Say(f"I'll bring in {new.name}, who {new.specialty}. ", voice=old.voice)
+        c.pending = _PendingHandoff(source, target, reason, self._clock.now())
+        c.role, c.handoffs_this_call = target, c.handoffs_this_call + 1
+        c.visited.append(target)
+        note = {
+            "now_speaking": f"{new.name}, the {target} bot (your instructions have changed)",
+            "caller_heard": bridge.text.strip(),
+            "summary": self.summary(),
+            "answers_so_far": {role: c.flows[role].answers for role in ROLES if c.flows[role].answers},
+        }
+        return _ToolOutcome(result=json.dumps(note), actions=(bridge,))
+
+    def _refusal(self, target: BotRole) -> str | None:
+        c = self._c
+        refusal = self.options.rules.refusal(c.role, target, c.handoffs_this_call, c.visited)
+        intent = c.flows["lead"].answers.get("intent")
+        if refusal is None and c.role == "lead":
+            if not intent or intent["confidence"] < self.options.rules.min_intent_confidence:
+                return "the caller's intent is not sure enough yet: record it first, or ask again"
+        return refusal
+
+    def _handed_off(self, pending: _PendingHandoff) -> HandedOff:
+        """The new bot's first words are out: the hand-off is complete."""
+        latency_ms = round((self._clock.now() - pending.decided) * 1000, 3)
+        record = HandoffRecord(
+            from_bot=pending.source, to_bot=pending.target, reason=pending.reason, latency_ms=latency_ms
+        )
+        self._c.handoffs.append(record)
+        self._c.pending = None
+        return HandedOff(from_bot=pending.source, to_bot=pending.target, reason=pending.reason, latency_ms=latency_ms)
+
+    async def _find_slots(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        kind = booking_kind(given)
+        start, end = moment(given, "from"), moment(given, "to")
+        offers = await find_offers(self.calendar, now=self._now(), tz=self.tz, start=start, end=end)
+        c = self._c
+        c.stage = "booking"
+        c.booking = _booking_state(kind, self.tz, offers, c.booking)
+        return _ToolOutcome(result=slots_result(offers, self.tz))
+
+    async def _book_appointment(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        kind, start = booking_kind(given), moment(given, "start")
+        if start is None:
+            raise ToolError("start: the chosen slot's start is required")
+        c = self._c
+        c.booking = _booking_state(kind, self.tz, [], c.booking)
+        c.booking["chosen"], c.booking["turns"] = start.isoformat(), c.booking["turns"] + 1
+        contact = await self._contact()
+        try:
+            appointment = await book_slot(
+                self.calendar,
+                contact,
+                start,
+                now=self._now(),
+                tz=self.tz,
+                title=self._title(kind),
+                notes=self.summary(),
+            )
+        except ToolError:
+            c.booking["attempts"] += 1
+            raise
+        slot = Slot(appointment.start, appointment.end)
+        record = {"id": appointment.id, "kind": kind, "title": appointment.title, **slot_json(slot, self.tz)}
+        c.appointment = record
+        c.booking.update(stage="done", appointment=record)
+        c.stage, c.next_step = "done", kind
+        log.info("booking made", extra={"kind": kind, "appointment_id": appointment.id})
+        return _ToolOutcome(result=json.dumps({"booked": record}))
+
+    async def _transfer_to_human(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        c = self._c
+        c.stage, c.next_step = "transferring", f"transfer: {text_field(given, 'reason')}"
+        transfer = TransferToHuman(reason=c.next_step, briefing=self.summary())
+        return _ToolOutcome(result="transferring: the caller is on hold", actions=(transfer,), ends_turn=True)
+
+    async def _end_call(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        reason = text_field(given, "reason")
+        c = self._c
+        if c.appointment is None and c.stage != "done":
+            c.next_step = "follow_up"
+        c.stage = "done"
+        return _ToolOutcome(result="ending the call", actions=(EndCall(reason),), ends_turn=True)
+
+    async def _contact(self) -> Contact:
+        if self._c.contact is None:
+            name = self._c.flows["lead"].answers.get("name") or ""
+            self._c.contact = await self.calendar.upsert_contact(name=name, phone=lead_phone(self.context))
+        return self._c.contact
+
+    def _title(self, kind: BookingKind) -> str:
+        name = self._c.flows["lead"].answers.get("name") or lead_phone(self.context)
+        return f"{_BOOKING_TITLES[kind]}: {name}"
+
+    # --- the saved session ---
+
+    def session_state(self) -> dict[str, Any]:
+        """This conversation as the session store keeps it (the scripted core's format)."""
+        c = self._c
+        return {
+            "version": STATE_VERSION,
+            "current_bot": c.role,
+            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
+            "progress": {role: self._progress(role) for role in ROLES},
+            "visited": list(c.visited),
+            "score": self.score().to_dict(),
+            "handoffs": [record.to_dict() for record in c.handoffs],
+            "appointment": c.appointment,
+            "next_step": c.next_step,
+            "effectiveness": self.effectiveness(),
+            "last_activity": (c.last_activity or self._now()).isoformat(),
+        }
+
+    async def persist(self) -> None:
+        """Save the session if it changed since the last save; a store failure is logged, not
+        raised: the call goes on without resumption."""
+        if self._store is None:
+            return
+        state = self.session_state()
+        if state == self._saved:
+            return
+        try:
+            await self._store.save(self.context.tenant, lead_phone(self.context), state)
+        except Exception:  # the session store is optional for the call itself
+            log.warning("bot session not saved", exc_info=True, extra={"tenant": self.context.tenant})
+            return
+        self._saved = state
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """The saved answers and progress; the model learns them from a call event in the history."""
+        c = self._c
+        for role in ROLES:
+            progress = {**saved["progress"].get(role, {}), "answers": saved["answers"].get(role, {})}
+            c.flows[role] = FlowState.from_dict(role, self._questions[role], progress)
+        c.role = saved["current_bot"] if saved.get("current_bot") in ROLES else "lead"
+        c.visited = [role for role in saved.get("visited", [c.role]) if role in ROLES] or [c.role]
+        c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
+        c.appointment, c.next_step = saved.get("appointment"), saved.get("next_step")
+        c.stage = "done" if c.appointment else "qualifying"
+        known = {role: c.flows[role].answers for role in ROLES if c.flows[role].answers}
+        resumed = f"{CALL_EVENT} The caller rang back; what they told us before: {json.dumps(known)}"
+        self._append("user", (TextBlock(text=resumed),))
+
+    def _resume_greeting(self) -> str:
+        name = self._c.flows["lead"].answers.get("name")
+        bot = self.persona.bot(self._c.role)
+        hello = f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
+        if self._c.appointment:
+            return f"{hello} You're booked for {self._c.appointment['spoken']}. Is there anything else I can do?"
+        return f"{hello} Let's pick up where we left off."
+
+
+def _target(given: Mapping[str, Any]) -> BotRole:
+    to = given.get("to")
+    for role in ROLES:
+        if to == role and role != "lead":
+            return role
+    raise ToolError("to: expected buyer or seller")
+
+
+def _booking_state(kind: BookingKind, tz: str, offers: list[Slot], before: dict[str, Any] | None) -> dict[str, Any]:
+    """The booking as the report shows it (the keys of ``BookingDialog.state()``)."""
+    state = copy.deepcopy(before) if before and before["kind"] == kind else None
+    state = state or {"kind": kind, "tz": tz, "chosen": None, "attempts": 0, "turns": 0, "declined": False}
+    offered = [s.start.isoformat() for s in offers] or state.get("offered", [])
+    return {**state, "stage": "choosing", "offered": offered, "appointment": None}
 
 
 @asynccontextmanager
@@ -276,15 +713,51 @@ def _keep_words(content: tuple[ContentBlock, ...], words: list[str]) -> tuple[tu
 
 
 class LlmBotFactory(BotFactory):
-    """One model client shared by every call (connection pooling, prompt cache)."""
+    """Builds the LLM brain for each call; one model client shared by every call (connection
+    pooling, prompt cache), resuming a caller's saved session like the scripted core."""
 
-    def __init__(self, model: LanguageModel, *, business_name: str, bot_name: str) -> None:
+    def __init__(
+        self,
+        model: LanguageModel,
+        *,
+        persona: Persona,
+        calendar: Calendar,
+        now: Callable[[], datetime],
+        store: BotSessionStore | None = None,
+        clock: Clock | None = None,
+        options: QualifierOptions | None = None,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+    ) -> None:
         self.model = model
-        self.business_name = business_name
-        self.bot_name = bot_name
+        self.persona = persona
+        self.calendar = calendar
+        self.now = now
+        self.store = store
+        self.clock = clock or MonotonicClock()
+        self.options = options or QualifierOptions()
+        self.max_rounds = max_rounds
 
-    def create(self, context: CallContext) -> LlmBot:
-        return LlmBot(self.model, business_name=self.business_name, bot_name=self.bot_name)
+    def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> LlmBot:
+        """A bot for this call; with ``saved`` (a session state), continuing that session."""
+        return LlmBot(
+            self.model,
+            persona=self.persona,
+            calendar=self.calendar,
+            context=context,
+            now=self.now,
+            clock=self.clock,
+            options=self.options,
+            store=self.store,
+            saved=saved,
+            max_rounds=self.max_rounds,
+        )
+
+    async def create_for_caller(self, context: CallContext) -> LlmBot:
+        saved = await self.store.load(context.tenant, lead_phone(context)) if self.store else None
+        return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
 
     def fixed_phrases(self) -> list[str]:
-        return [greeting(self.business_name, self.bot_name)]
+        return [self.persona.greeting("lead")]
+
+    def voices(self) -> list[str | None]:
+        return [*self.persona.voices()]

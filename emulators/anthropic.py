@@ -3,8 +3,9 @@
 It speaks the wire format of protocols.md §4 (the SSE event sequence with a ``ping`` after the
 first block start, error bodies, ``retry-after`` headers, usage with prompt caching), so the
 official SDK runs against it unchanged. What the "model" says comes from a pluggable
-``Responder``; the default replays the conversation through the scripted Lead bot, so calls
-qualify a lead deterministically offline.
+``Responder``; the default replays the conversation through the scripted bot core when the
+request offers the core's tools (emulators/anthropic_responder.py), else through the scripted
+Lead bot, so calls qualify a lead deterministically offline.
 """
 
 from __future__ import annotations
@@ -511,6 +512,13 @@ async def _post_options(request: web.Request) -> web.Response:
     return web.json_response({"overloaded_mid_stream": api.overloaded_mid_stream})
 
 
+def _default_responder() -> Responder:
+    # Imported here: the responder module builds on this one's request and reply types.
+    from emulators.anthropic_responder import DefaultResponder
+
+    return DefaultResponder()
+
+
 def default_control() -> EmulatorControl:
     return EmulatorControl(
         name="anthropic", latency={"first_token": DEFAULT_FIRST_TOKEN, "token_interval": DEFAULT_TOKEN_INTERVAL}
@@ -521,7 +529,7 @@ def build_app(
     *, api_key: str, responder: Responder | None = None, control: EmulatorControl | None = None
 ) -> web.Application:
     """``POST /v1/messages``, ``POST /_emulator/anthropic`` and the shared ``/_emulator/*`` routes."""
-    api = _MessagesApi(api_key, responder or ScriptedBrainResponder(), control or default_control())
+    api = _MessagesApi(api_key, responder or _default_responder(), control or default_control())
     app = web.Application()
     app[API] = api
     app.router.add_post("/v1/messages", _post_messages)
