@@ -56,6 +56,9 @@ class CallApiOptions:
     #: Per-call figures (rates, languages, sentiment, histograms) read at most this many calls
     #: of a period, newest first; the store's own totals always cover all of it.
     max_analysed_calls: int = 500
+    #: Calls read at once for those figures: the rest of the store's pool stays free for the
+    #: write-behind buffer and other requests.
+    read_concurrency: int = 2
     #: The period of ``/analytics`` when ``since`` is not given.
     default_period: timedelta = timedelta(days=7)
     #: The turn budget the latency figures are measured against.
@@ -180,13 +183,10 @@ async def get_call(request: web.Request) -> web.Response:
     call = await store.get_call(call_sid)
     if call is None:
         raise _error(web.HTTPNotFound, "no such call")
-    events, utterances, recording, appointments, usage = await asyncio.gather(
-        store.call_events(call_sid),
-        store.call_utterances(call_sid),
-        store.call_recording(call_sid),
-        store.call_appointments(call_sid),
-        store.call_usage(call_sid),
-    )
+    # One read after another: a single request never takes the whole pool from the writer.
+    events, utterances = await store.call_events(call_sid), await store.call_utterances(call_sid)
+    recording, appointments = await store.call_recording(call_sid), await store.call_appointments(call_sid)
+    usage = await store.call_usage(call_sid)
     stored_analytics = [e for e in events if e.kind == ANALYTICS_EVENT_KIND]
     events = [e for e in events if e.kind != ANALYTICS_EVENT_KIND]
     body = {
@@ -311,14 +311,18 @@ async def get_analytics(request: web.Request) -> web.Response:
     tenant = query.get("tenant")
     figures = await store.aggregate(tenant, since, until)
     calls = await store.list_calls(tenant=tenant, since=since, until=until, limit=options.max_analysed_calls)
-    loaded = await asyncio.gather(*(_call_rows(store, c.call_sid) for c in calls))
+    limit = asyncio.Semaphore(options.read_concurrency)
+    loaded = await asyncio.gather(*(_call_rows(store, c.call_sid, limit) for c in calls))
     figures["period"] = {"since": since.isoformat(), "until": until.isoformat()}
     figures.update(period_figures(loaded, options.latency_budget_ms))
     return web.json_response(figures)
 
 
-async def _call_rows(store: CallStore, call_sid: str) -> tuple[list[CallEventRecord], list[UtteranceRecord]]:
-    return await store.call_events(call_sid), await store.call_utterances(call_sid)
+async def _call_rows(
+    store: CallStore, call_sid: str, limit: asyncio.Semaphore
+) -> tuple[list[CallEventRecord], list[UtteranceRecord]]:
+    async with limit:
+        return await store.call_events(call_sid), await store.call_utterances(call_sid)
 
 
 def period_figures(
