@@ -512,6 +512,7 @@ class LlmBot(Bot):
             log.info("hand-off refused", extra={"from_bot": c.role, "to_bot": target, "reason": refusal})
             raise ToolError(f"hand-off refused: {refusal}")
         source, old, new = c.role, self.persona.bot(c.role), self.persona.bot(target)
+        previous = (self._handed_off(c.pending),) if c.pending is not None else ()  # it never spoke
         bridge = Say(f"I'll bring in {new.name}, who {new.specialty}. ", voice=old.voice)
         c.pending = _PendingHandoff(source, target, reason, self._clock.now())
         c.role, c.handoffs_this_call = target, c.handoffs_this_call + 1
@@ -522,7 +523,7 @@ class LlmBot(Bot):
             "summary": self.summary(),
             "answers_so_far": {role: c.flows[role].answers for role in ROLES if c.flows[role].answers},
         }
-        return _ToolOutcome(result=json.dumps(note), actions=(bridge,))
+        return _ToolOutcome(result=json.dumps(note), actions=(*previous, bridge))
 
     def _refusal(self, target: BotRole) -> str | None:
         c = self._c
