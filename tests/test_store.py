@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from analytics.bot_sessions import StoredBotSessions
 from analytics.migrate import migrate
 from analytics.pg_store import PgCallStore
 from analytics.records import (
@@ -24,6 +25,7 @@ from analytics.records import (
 )
 from analytics.sqlite_store import SqliteCallStore
 from analytics.store import CallStore, StoreError, latency_summary, open_store
+from bots.session_state import DEFAULT_RESUME_WINDOW, STATE_VERSION, resumable
 
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -182,6 +184,16 @@ async def test_bot_sessions_are_per_tenant_and_phone(store: CallStore) -> None:
     await store.save_bot_session("other", "+15125550123", {"step": "greeting"})
     assert await store.load_bot_session("acme", "+15125550123") == {"step": "timeline", "answers": {"beds": 3}}
     assert await store.load_bot_session("other", "+15125550123") == {"step": "greeting"}
+
+
+async def test_stored_bot_sessions_resume_across_store_instances(store: CallStore) -> None:
+    sessions = StoredBotSessions(store)
+    state = {"version": STATE_VERSION, "last_activity": T0.isoformat(), "bot": "lead", "answers": {"lead": {"beds": 3}}}
+    await sessions.save("acme", "+15125550123", state)
+    loaded = await sessions.load("acme", "+15125550123")
+    assert loaded == state
+    assert resumable(loaded, T0 + timedelta(hours=1), DEFAULT_RESUME_WINDOW)
+    assert await sessions.load("acme", "+15125550999") is None
 
 
 async def test_aggregate_on_a_hand_computed_fixture(store: CallStore) -> None:
