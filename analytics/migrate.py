@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +23,11 @@ log = logging.getLogger("analytics")
 
 #: How long a second SQLite migrate (or writer) waits for the first one's write lock.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class MigrationError(Exception):
+    """The database could not be reached or refused a migration (nothing of that file applied)."""
+
 
 _PG_SCHEMA_MIGRATIONS = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -44,16 +49,24 @@ def migration_files(dialect: str) -> list[tuple[str, str]]:
 
 
 async def migrate(database_url: str) -> list[str]:
-    """Apply the pending migrations; returns the names applied (empty when up to date)."""
+    """Apply the pending migrations; returns the names applied (empty when up to date).
+
+    Raises ``ValueError`` for an unknown URL scheme, ``MigrationError`` when the database is
+    unreachable or refuses a migration.
+    """
     path = sqlite_path(database_url)
-    if path is not None:
-        return await migrate_sqlite(path)
-    if is_postgres_url(database_url):
+    if path is None and not is_postgres_url(database_url):
+        raise ValueError("database URL must start with postgres://, postgresql:// or sqlite:///")
+    try:
+        if path is not None:
+            return await migrate_sqlite(path)
         return await migrate_postgres(database_url)
-    raise ValueError("database URL must start with postgres://, postgresql:// or sqlite:///")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error, OSError, TimeoutError) as e:
+        raise MigrationError(f"migration failed: {e}") from e
 
 
-async def migrate_postgres(database_url: str) -> list[str]:
+async def migrate_postgres(database_url: str, migrations: Sequence[tuple[str, str]] | None = None) -> list[str]:
+    """``migrations`` (name, SQL) default to the package's Postgres files."""
     conn: asyncpg.Connection = await asyncpg.connect(database_url)
     try:
         # Session-level lock, released when the connection closes (also if we crash).
@@ -61,7 +74,7 @@ async def migrate_postgres(database_url: str) -> list[str]:
         await conn.execute(_PG_SCHEMA_MIGRATIONS)
         applied = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
         done: list[str] = []
-        for name, sql in migration_files("postgres"):
+        for name, sql in migration_files("postgres") if migrations is None else migrations:
             if name in applied:
                 continue
             async with conn.transaction():
@@ -74,12 +87,14 @@ async def migrate_postgres(database_url: str) -> list[str]:
         await conn.close()
 
 
-async def migrate_sqlite(path: Path) -> list[str]:
+async def migrate_sqlite(path: Path, migrations: Sequence[tuple[str, str]] | None = None) -> list[str]:
+    """``migrations`` (name, SQL) default to the package's SQLite files."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    todo = migration_files("sqlite") if migrations is None else migrations
     async with aiosqlite.connect(path, isolation_level=None) as db:
         await db.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         await db.execute(_SQLITE_SCHEMA_MIGRATIONS)
-        done = [name for name, sql in migration_files("sqlite") if await _apply_sqlite(db, name, sql)]
+        done = [name for name, sql in todo if await _apply_sqlite(db, name, sql)]
     for name in done:
         log.info("migration applied", extra={"migration": name})
     return done

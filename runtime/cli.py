@@ -1,4 +1,4 @@
-"""The ``leadline`` command: serve, call, demo, bench."""
+"""The ``leadline`` command: serve, call, demo, bench, emulate, migrate."""
 
 from __future__ import annotations
 
@@ -139,6 +139,22 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from analytics.migrate import MigrationError, migrate
+    from analytics.store import DEFAULT_DATA_DIR, embedded_url
+
+    data_dir = Path(os.environ.get("LEADLINE_DATA_DIR") or DEFAULT_DATA_DIR)
+    url = args.database_url or os.environ.get("DATABASE_URL") or embedded_url(data_dir)
+    logs.configure("WARNING")
+    try:
+        applied = run_async(migrate(url))
+    except (MigrationError, ValueError) as e:
+        print(f"leadline: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(f"applied {name}" for name in applied) if applied else "schema up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="start the server and run a complete scripted call against it")
     p.add_argument("--out", default="demo-output")
     p.set_defaults(func=_cmd_demo)
+
+    p = commands.add_parser("migrate", help="apply pending database migrations (Postgres or the embedded SQLite)")
+    p.add_argument(
+        "--database-url",
+        default="",
+        help="postgresql://... or sqlite:///path (default: DATABASE_URL, else SQLite under LEADLINE_DATA_DIR)",
+    )
+    p.set_defaults(func=_cmd_migrate)
 
     p = commands.add_parser("emulate", help="run local emulators of the vendors (Deepgram, Anthropic, ...)")
     from emulators.cli import add_arguments
