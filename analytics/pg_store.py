@@ -45,7 +45,9 @@ class PgOptions:
     connect_timeout_s: float = 5.0
 
 
-_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+#: The rows themselves are refused (retrying cannot help). ValueError and TypeError cover a value
+#: the client cannot encode (asyncpg's client-side DataError is a ValueError).
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError)
 _TRANSIENT_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 

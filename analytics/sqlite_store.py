@@ -111,7 +111,7 @@ class SqliteCallStore(CallStore):
                 await db.execute("COMMIT")
             except sqlite3.Error as e:
                 await db.execute("ROLLBACK")
-                refused = isinstance(e, sqlite3.IntegrityError | sqlite3.DataError)
+                refused = isinstance(e, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError)
                 raise StoreError(f"sqlite write failed: {e!r}", retryable=not refused) from e
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -125,11 +125,18 @@ class SqliteCallStore(CallStore):
         return [_from_row(row) for row in rows]
 
     async def write(self, items: Sequence[StoreItem]) -> None:
-        batches = [
-            (spec.insert_sql(lambda _: "?"), [_row(spec, r) for r in rows]) for spec, rows in grouped(items).items()
-        ]
+        try:
+            batches = self._batches(items)
+        except (TypeError, ValueError) as e:
+            raise StoreError(f"a row cannot be stored: {e}", retryable=False) from e
         if batches:
             await self._transaction(batches)
+
+    @staticmethod
+    def _batches(items: Sequence[StoreItem]) -> list[tuple[str, list[list[Any]]]]:
+        return [
+            (spec.insert_sql(lambda _: "?"), [_row(spec, r) for r in rows]) for spec, rows in grouped(items).items()
+        ]
 
     async def save_bot_session(self, tenant: str, phone: str, state: dict[str, Any]) -> None:
         sql = (

@@ -105,24 +105,28 @@ class Spill:
     def path(self, number: int) -> Path:
         return self.directory / f"spill-{number}.jsonl"
 
-    def append(self, items: Sequence[StoreItem], *, first: bool = False) -> None:
-        """Write rows after every spilled row (or, ``first``, before all of them, in a new file)."""
+    def append(self, items: Sequence[StoreItem], *, first: bool = False) -> int:
+        """Write rows after every spilled row (or, ``first``, before all of them, in a new file).
+
+        Returns how many rows could not be encoded as JSON (and so were not written)."""
+        lines = _lines(items)
         if first:
             number = (self.files[0] - 1) if self.files else 0
             self.files.appendleft(number)
             self._offset = self._next_offset = 0
             with open(self.path(number), "w", encoding="utf-8") as f:
-                f.writelines(_lines(items))
+                f.writelines(lines)
                 f.flush()
                 os.fsync(f.fileno())
-            return
+            return len(items) - len(lines)
         if self._writer is None:
             number = (self.files[-1] + 1) if self.files else 0
             self._writer, self._writer_number = open(self.path(number), "a", encoding="utf-8"), number
             self.files.append(number)
-        self._writer.writelines(_lines(items))
+        self._writer.writelines(lines)
         self._writer.flush()
         self._request_sync()
+        return len(items) - len(lines)
 
     def _request_sync(self) -> None:
         """fsync the writer off the event loop; appends during an fsync get one more after it."""
@@ -184,7 +188,13 @@ def _sync_and_close(writer: IO[str]) -> None:
 
 
 def _lines(items: Sequence[StoreItem]) -> list[str]:
-    return [json.dumps(record_to_json(item), separators=(",", ":")) + "\n" for item in items]
+    lines = []
+    for item in items:
+        try:
+            lines.append(json.dumps(record_to_json(item), separators=(",", ":")) + "\n")
+        except (TypeError, ValueError):
+            log.error("row not JSON, not spilled", extra={"type": type(item).__name__, "call_sid": item.call_sid})
+    return lines
 
 
 def _read_lines(path: Path, offset: int, limit: int) -> tuple[list[str], int]:
@@ -306,15 +316,19 @@ class WriteBehind:
 
     def _spill_oldest(self) -> None:
         batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
-        try:
-            self._spill.append(batch)
-        except (OSError, TypeError, ValueError) as e:
-            # Memory full and the disk refuses too: the only bounded choice left is to drop.
-            self._counts["lost"] += len(batch)
-            log.error("rows lost: spill failed", extra={"rows": len(batch), "error": repr(e)})
-            return
-        self._counts["spilled"] += len(batch)
+        self._to_disk(batch)
         log.warning("store behind: rows spilled to disk", extra={"rows": len(batch), "files": len(self._spill.files)})
+
+    def _to_disk(self, items: list[StoreItem], *, first: bool = False) -> None:
+        try:
+            unwritable = self._spill.append(items, first=first)
+        except OSError as e:
+            # Memory full and the disk refuses too: the only bounded choice left is to drop.
+            self._counts["lost"] += len(items)
+            log.error("rows lost: spill failed", extra={"rows": len(items), "error": repr(e)})
+            return
+        self._counts["lost"] += unwritable
+        self._counts["spilled"] += len(items) - unwritable
 
     async def _run_store(self) -> None:
         while (batch := await self._next_batch_or_retry()) is not None:
@@ -385,9 +399,10 @@ class WriteBehind:
         if len(batch) == 1:
             self._counts["rejected"] += 1
             item = batch[0]
+            # The error text may quote the row (a transcript, a number): only its type is logged.
+            cause = type(error.__cause__ or error).__name__
             log.error(
-                "store refused a row",
-                extra={"type": type(item).__name__, "call_sid": item.call_sid, "error": str(error)},
+                "store refused a row", extra={"type": type(item).__name__, "call_sid": item.call_sid, "error": cause}
             )
             return
         for item in batch:
@@ -408,6 +423,11 @@ class WriteBehind:
         while True:
             try:
                 await bus.publish_many(messages)
+            except (TypeError, ValueError) as e:
+                # A row that cannot be encoded will never publish: drop the batch (live view only).
+                self._counts["bus_dropped"] += len(batch)
+                log.error("live bus refused events", extra={"events": len(batch), "error": type(e).__name__})
+                return
             except Exception as e:  # live view only: retried, and bounded by the lane's length
                 self._counts["bus_errors"] += 1
                 log.warning("live bus publish failed, retrying", extra={"error": repr(e), "retry_in_s": delay})
@@ -436,13 +456,10 @@ class WriteBehind:
 
     def _spill_leftovers(self) -> None:
         if self._inflight and not self._inflight_from_disk:
-            self._spill.append(self._inflight, first=True)
-            self._counts["spilled"] += len(self._inflight)
+            self._to_disk(self._inflight, first=True)
         self._inflight = []
         if self._pending:
-            leftovers = list(self._pending)
+            self._to_disk(list(self._pending))
             self._pending.clear()
-            self._spill.append(leftovers)
-            self._counts["spilled"] += len(leftovers)
-        if self._counts["spilled"] and self._spill.files:
+        if self._spill.files:
             log.warning("rows left on disk at shutdown", extra={"files": len(self._spill.files)})

@@ -250,6 +250,9 @@ async def test_refused_rows_are_not_retryable(store: CallStore) -> None:
         await store.add_utterances([utterance("CA1", 2, "kept?"), bad])
     assert not failure.value.retryable
     assert await store.call_utterances("CA1") == [], "a refused batch is rolled back whole"
+    with pytest.raises(StoreError) as failure:
+        await store.add_events([event("CA1", 1, when=T0)])
+    assert not failure.value.retryable, "a payload that is not JSON can never be stored"
 
 
 def test_latency_summary_matches_percentile_cont() -> None:

@@ -206,16 +206,32 @@ async def test_shutdown_flushes_a_partial_batch(store: PgCallStore, tmp_path: Pa
         buffer.submit(event("CA1", 99))
 
 
-async def test_a_refused_row_is_set_aside_and_the_rest_stored(store: PgCallStore, tmp_path: Path) -> None:
+async def test_refused_rows_are_set_aside_and_the_rest_stored(store: PgCallStore, tmp_path: Path) -> None:
     bad = utterance("CA1", 2, "bad")
     object.__setattr__(bad, "speaker", "narrator")
-    buffer = WriteBehind(store, None, spill_dir=tmp_path, batch_size=10)
+    not_json = event("CA1", 1, "dtmf", when=T0)
+    buffer = WriteBehind(store, MemoryLiveBus(), spill_dir=tmp_path, batch_size=10)
     await buffer.start()
-    for row in [utterance("CA1", 1, "a"), bad, utterance("CA1", 3, "c")]:
+    rows: list[StoreItem] = [utterance("CA1", 1, "a"), bad, not_json, utterance("CA1", 3, "c"), event("CA1", 2)]
+    for row in rows:
         buffer.submit(row)
     await buffer.aclose()
-    assert buffer.stats().rejected == 1
+    stats = buffer.stats()
+    assert stats.rejected == 2 and stats.bus_dropped == 5, "one unencodable event drops its live batch"
     assert [u.seq for u in await store.call_utterances("CA1")] == [1, 3]
+    assert [e.seq for e in await store.call_events("CA1")] == [2]
+
+
+async def test_a_row_that_cannot_be_spilled_is_counted_lost(tmp_path: Path) -> None:
+    down = PgCallStore("postgresql://root@127.0.0.1:1/test", PgOptions(connect_timeout_s=0.5))
+    buffer = WriteBehind(down, None, spill_dir=tmp_path, max_pending=2, batch_size=1, close_timeout_s=0.2)
+    await buffer.start()
+    for row in [event("CA1", 0, when=T0), event("CA1", 1), event("CA1", 2), event("CA1", 3)]:
+        buffer.submit(row)
+    await buffer.aclose()
+    await down.aclose()
+    assert buffer.stats().lost == 1 and buffer.stats().spilled == 3
+    assert await asyncio.to_thread(spilled_lines, tmp_path) == 3
 
 
 async def test_start_up_replays_a_crashed_process_spill(store: PgCallStore, tmp_path: Path) -> None:
