@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
+from runtime.events import CallEvent, TurnLatency, event_to_dict
+
 Speaker = Literal["caller", "bot"]
 
 
@@ -50,6 +52,16 @@ class CallEventRecord:
     kind: str
     at: float
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+def call_event_record(call_sid: str, tenant: str, seq: int, event: CallEvent) -> CallEventRecord:
+    """A pipeline event as stored: ``kind`` and ``at`` as columns, all of it (a turn's latency
+    breakdown included, which ``CallStore.aggregate`` reads) in the payload. A turn's latency
+    is placed on the timeline at the caller's end of speech, where the wait it measures began."""
+    at = event.speech_end_at if isinstance(event, TurnLatency) else event.at
+    return CallEventRecord(
+        call_sid=call_sid, tenant=tenant, seq=seq, kind=event.kind, at=at, payload=event_to_dict(event)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,10 +22,12 @@ from analytics.records import (
     Speaker,
     UsageRecord,
     UtteranceRecord,
+    call_event_record,
 )
 from analytics.sqlite_store import SqliteCallStore
 from analytics.store import CallStore, StoreError, latency_summary, open_store
 from bots.session_state import DEFAULT_RESUME_WINDOW, STATE_VERSION, resumable
+from runtime.events import DtmfReceived, TurnLatency
 
 PG_URL = "postgresql://root@127.0.0.1:5432/test"
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -235,6 +237,29 @@ async def test_aggregate_on_a_hand_computed_fixture(store: CallStore) -> None:
     assert figures["latency_ms"]["tts_ms"] == {"count": 0, "p50": None, "p90": None, "p95": None, "p99": None}
     everyone = await store.aggregate(None, T0, T0 + timedelta(hours=1))
     assert everyone["calls"] == 5 and everyone["latency_ms"]["total_ms"]["count"] == 6
+
+
+async def test_pipeline_turn_latency_events_feed_the_aggregate(store: CallStore) -> None:
+    latency = TurnLatency(
+        turn=1,
+        speech_end_at=10.0,
+        turn_end_at=10.5,
+        stt_done_at=10.6,
+        first_text_at=10.8,
+        first_audio_at=10.9,
+        first_frame_at=10.95,
+        stt_engine_ms=100.0,
+        bot_ms=200.0,
+        tts_engine_ms=100.0,
+    )
+    row = call_event_record("CA1", "acme", 7, latency)
+    assert (row.kind, row.at) == ("turn_latency", 10.0)
+    await store.write([call("CA1"), row, call_event_record("CA1", "acme", 8, DtmfReceived(at=12.0, digit="5"))])
+    figures = await store.aggregate("acme", T0, T0 + timedelta(hours=1))
+    assert figures["latency_ms"]["total_ms"]["p50"] == 950.0
+    assert figures["latency_ms"]["stt_ms"]["p50"] == 100.0
+    assert figures["latency_ms"]["endpointing_ms"]["count"] == 1
+    assert [e.payload["kind"] for e in await store.call_events("CA1")] == ["turn_latency", "dtmf"]
 
 
 async def test_empty_aggregate(store: CallStore) -> None:
