@@ -127,6 +127,28 @@ async def test_an_unreachable_store_spills_and_a_restart_replays(store: PgCallSt
     await assert_all_stored(store, "CA1", 3000)
 
 
+async def test_rows_being_retried_at_shutdown_go_to_disk_before_newer_ones(store: PgCallStore, tmp_path: Path) -> None:
+    down = PgCallStore("postgresql://root@127.0.0.1:1/test", PgOptions(connect_timeout_s=0.5))
+    buffer = WriteBehind(
+        down, None, spill_dir=tmp_path, max_pending=400, batch_size=100, flush_interval_s=0.01, close_timeout_s=0.3
+    )
+    await buffer.start()
+    rows = call_rows("CA1", 1000)
+    for row in rows[:50]:
+        buffer.submit(row)
+    await asyncio.sleep(0.2)
+    assert buffer.depth == 50 and buffer.stats().spill_files == 0, "the first rows are being retried from memory"
+    for row in rows[50:]:
+        buffer.submit(row)
+    await buffer.aclose()
+    await down.aclose()
+    assert buffer.stats().spilled == 1002
+
+    async with WriteBehind(store, None, spill_dir=tmp_path, max_pending=400, batch_size=100):
+        pass
+    await assert_all_stored(store, "CA1", 1000)
+
+
 class PgProxy:
     """A loopback TCP proxy in front of Postgres that can be cut and restored: a database that
     goes away and comes back on the same address."""
