@@ -9,6 +9,7 @@ the embedded default. Events are JSON objects; both buses hand subscribers fresh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -137,6 +138,15 @@ class MemoryLiveBus(LiveBus):
         """Nothing to release in-process."""
 
 
+@contextlib.asynccontextmanager
+async def _redis_errors() -> AsyncIterator[None]:
+    """Redis failures as ``LiveBusError``, wrapped once here at the adapter edge."""
+    try:
+        yield
+    except (RedisError, OSError) as e:
+        raise LiveBusError(f"redis unavailable: {e!r}") from e
+
+
 class RedisLiveBus(LiveBus):
     """Streams and counters in Redis (``redis.asyncio``); connects lazily."""
 
@@ -157,23 +167,22 @@ class RedisLiveBus(LiveBus):
         await self.publish_many([(tenant, event)])
 
     async def publish_many(self, events: Sequence[tuple[str, Event]]) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for tenant, event in events:
-                    fields: dict[FieldT, EncodableT] = {"data": json.dumps(event)}
-                    pipe.xadd(self.stream_key(tenant), fields, maxlen=self.options.stream_maxlen, approximate=True)
-                await pipe.execute()
-        except (RedisError, OSError) as e:
-            raise LiveBusError(f"redis publish failed: {e!r}") from e
+        async with _redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            for tenant, event in events:
+                fields: dict[FieldT, EncodableT] = {"data": json.dumps(event)}
+                pipe.xadd(self.stream_key(tenant), fields, maxlen=self.options.stream_maxlen, approximate=True)
+            await pipe.execute()
 
     async def subscribe(self, tenant: str) -> AsyncIterator[Event]:
         key = self.stream_key(tenant)
         # "$" resolved once: re-sending "$" after a timed-out block would skip what came between.
-        latest = await self.redis.xrevrange(key, count=1)
+        async with _redis_errors():
+            latest = await self.redis.xrevrange(key, count=1)
         last_id = str(latest[0][0]) if latest else "0-0"
         while True:
             # RESP2 reply (the client's default protocol): [[stream, [(id, {field: value}), ...]]]
-            reply: Any = await self.redis.xread({key: last_id}, count=500, block=self.options.block_ms)
+            async with _redis_errors():
+                reply: Any = await self.redis.xread({key: last_id}, count=500, block=self.options.block_ms)
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
@@ -181,13 +190,13 @@ class RedisLiveBus(LiveBus):
 
     async def incr(self, tenant: str, name: str, by: int = 1) -> None:
         key = self._counter_key(tenant, self.options.minute())
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with _redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(key, name, by)
             pipe.expire(key, (self.options.counter_window_minutes + 1) * 60)
             await pipe.execute()
 
     async def counters(self, tenant: str) -> dict[str, int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with _redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             for minute in self.options.window():
                 pipe.hgetall(self._counter_key(tenant, minute))
             pipe.hgetall(self._active_key(tenant))
@@ -205,7 +214,7 @@ class RedisLiveBus(LiveBus):
 
     async def set_active_calls(self, tenant: str, count: int) -> None:
         key = self._active_key(tenant)
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with _redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, self.options.instance, f"{count}:{self.options.clock()}")
             pipe.expire(key, int(self.options.active_ttl_s) + 1)
             await pipe.execute()

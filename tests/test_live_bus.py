@@ -169,4 +169,8 @@ async def test_redis_down_raises_a_bus_error() -> None:
     bus = RedisLiveBus("redis://127.0.0.1:1/0", LiveBusOptions(prefix="test-down"))
     with pytest.raises(LiveBusError):
         await bus.publish("acme", {"n": 1})
+    with pytest.raises(LiveBusError):
+        await bus.counters("acme")
+    with pytest.raises(LiveBusError):
+        await anext(bus.subscribe("acme"))
     await bus.aclose()
