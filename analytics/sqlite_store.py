@@ -119,9 +119,12 @@ class SqliteCallStore(CallStore):
 
     async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         async with self._lock:
-            db = await self._connect()
-            async with db.execute(sql, args) as cursor:
-                rows = await cursor.fetchall()
+            try:
+                db = await self._connect()
+                async with db.execute(sql, args) as cursor:
+                    rows = await cursor.fetchall()
+            except (sqlite3.Error, OSError) as e:
+                raise StoreError(f"sqlite read failed: {e!r}", retryable=True) from e
         return [_from_row(row) for row in rows]
 
     async def write(self, items: Sequence[StoreItem]) -> None:
