@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from bots.base import Bot, BotAction, BotFactory, CallContext, Notice
+from bots.base import Bot, BotAction, BotFactory, CallContext, Notice, TransferOutcome
 from runtime.fallback import CircuitBreaker
 from runtime.llm import LlmError
 
@@ -36,6 +36,37 @@ class FallbackBot(Bot):
 
     def greeting(self) -> str:
         return self.primary.greeting()
+
+    @property
+    def voice(self) -> str | None:
+        return self.primary.voice
+
+    @property
+    def done(self) -> bool:
+        return self.primary.done
+
+    async def persist(self) -> None:
+        await self.primary.persist()
+
+    def note_response_latency(self, latency_ms: float) -> None:
+        self.primary.note_response_latency(latency_ms)
+        self.fallback.note_response_latency(latency_ms)
+
+    async def after_transfer(self, outcome: TransferOutcome) -> AsyncIterator[BotAction]:
+        """The primary's word on a failed transfer; the fallback's if the primary fails before
+        saying anything (the caller is back on the line and must hear something)."""
+        said_something = False
+        try:
+            async for action in self.primary.after_transfer(outcome):
+                said_something = True
+                yield action
+        except LlmError as e:
+            self.breaker.record_failure()
+            if said_something:
+                raise
+            yield Notice("llm", f"llm failed: {e}")
+            async for action in self.fallback.after_transfer(outcome):
+                yield action
 
     async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
         reason = "circuit open"
@@ -94,6 +125,14 @@ class FallbackBotFactory(BotFactory):
 
     def create(self, context: CallContext) -> FallbackBot:
         return FallbackBot(self.primary.create(context), self.fallback.create(context), self.breaker)
+
+    async def create_for_caller(self, context: CallContext) -> FallbackBot:
+        """Both brains continue the caller's saved conversation."""
+        primary = await self.primary.create_for_caller(context)
+        return FallbackBot(primary, await self.fallback.create_for_caller(context), self.breaker)
+
+    def voices(self) -> list[str | None]:
+        return list(dict.fromkeys([*self.primary.voices(), *self.fallback.voices()]))
 
     def fixed_phrases(self) -> list[str]:
         return [*self.primary.fixed_phrases(), *self.fallback.fixed_phrases()]

@@ -75,6 +75,9 @@ class CalleeOptions:
     amd_duration_ms: int = 2500
     #: a home buyer, the lead an outbound qualification call reaches
     script: CallerScript = HOME_BUYER_SCRIPT
+    #: what the callee says on the call's later streams (the caller back with the bot after a
+    #: failed transfer), one script per stream; past the last, ``script`` again
+    later_scripts: tuple[CallerScript, ...] = ()
     timing: CallerTiming = field(default_factory=CallerTiming)
     #: renders the callee's lines; the scripted voice needs no model
     tts: TextToSpeech = field(default_factory=ScriptedTts)
@@ -314,6 +317,10 @@ class CallFlow:
             return "removed"
         return "interrupted" if done else "max_duration"
 
+    def _script_for_stream(self, index: int) -> CallerScript:
+        later = self._callee.later_scripts
+        return later[index - 1] if 0 < index <= len(later) else self._callee.script
+
     async def _stream(self, instruction: StreamInstruction) -> str:
         parts = urlsplit(instruction.url)
         if parts.scheme not in ("ws", "wss"):
@@ -327,7 +334,7 @@ class CallFlow:
             account_sid=self.call.account_sid,
             from_number=self.call.request.from_,
             to_number=self.call.request.to,
-            script=callee.script,
+            script=self._script_for_stream(len(self.call.streams)),
             max_duration_s=callee.max_duration_s,
             call_sid=self.call.sid,
             seed=callee.seed,

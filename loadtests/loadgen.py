@@ -27,14 +27,20 @@ from telephony.simulator.script import CallerLine, CallerScript
 
 log = logging.getLogger(__name__)
 
-#: Matches runtime.engines.DEFAULT_SCRIPTED_TRANSCRIPTS turn by turn. The second line cuts into
-#: the bot's acknowledgement of the first, to measure barge-in under load.
+#: A buyer's qualification call with the bot core: name and intent (the Lead bot hands over to
+#: the Buyer bot), price and financing, timeline and motivation, a must-have, no sale first, then
+#: a showing booked. Matches runtime.engines.DEFAULT_SCRIPTED_TRANSCRIPTS turn by turn. The
+#: second line cuts into the Buyer bot's introduction, to measure barge-in under load.
 BENCH_SCRIPT = CallerScript(
     name="bench-buyer",
     steps=(
-        CallerLine("I'm looking to buy a three bedroom house in Austin.", pause_ms=600),
-        CallerLine("About four hundred thousand dollars.", barge_in_after_ms=800),
-        CallerLine("In the next two months.", pause_ms=600),
+        CallerLine("Hi, I'm Sarah Jones and I want to buy a three bedroom house in Austin.", pause_ms=600),
+        CallerLine("About four hundred thousand dollars, we still need a lender.", barge_in_after_ms=800),
+        CallerLine("In the next two months, we're relocating for work.", pause_ms=600),
+        CallerLine("A garage, ideally.", pause_ms=600),
+        CallerLine("No, we don't need to sell first.", pause_ms=600),
+        CallerLine("The first one works.", pause_ms=600),
+        CallerLine("Yes, please book it.", pause_ms=600),
     ),
 )
 
@@ -75,12 +81,15 @@ async def _caller_slot(
     loop = asyncio.get_running_loop()
     await asyncio.sleep(delay)
     tts = ScriptedTts()
+    calls = 0
     while loop.time() < deadline:
+        calls += 1
         options = SimulatedCallOptions(
             public_url=url,
             auth_token=token,
             account_sid="AC" + secrets.token_hex(16),
-            from_number=f"+1512555{slot:04d}",
+            # A new lead every call: the same number again would resume its finished session.
+            from_number=f"+1512{slot:03d}{calls:04d}",
             to_number="+15125550199",
             script=BENCH_SCRIPT,
             max_duration_s=max(5.0, deadline - loop.time() + 30.0),

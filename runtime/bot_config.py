@@ -15,6 +15,7 @@ from typing import Any, Literal
 from bots.ghl import GHL_BASE_URL, GhlOptions
 from bots.persona import DEFAULT_PERSONA, Persona
 from telephony.e164 import is_e164
+from telephony.transfer import TransferOptions
 
 BotCore = Literal["qualifier", "lead"]
 
@@ -32,6 +33,8 @@ class BotCoreOptions:
     agent_number: str = ""
     #: GoHighLevel calendar and CRM; None: the embedded calendar (business hours in memory).
     ghl: GhlOptions | None = None
+    #: how long a transfer may ring the agent and wait for each step, the caller on hold
+    transfer: TransferOptions = TransferOptions()
 
 
 def read_bot_core(env: Mapping[str, str], problems: list[str]) -> BotCoreOptions:
@@ -49,6 +52,7 @@ def read_bot_core(env: Mapping[str, str], problems: list[str]) -> BotCoreOptions
         persona=_persona(env, problems),
         agent_number=agent,
         ghl=_ghl(env, problems),
+        transfer=_transfer(env, problems),
     )
 
 
@@ -94,3 +98,14 @@ def _ghl(env: Mapping[str, str], problems: list[str]) -> GhlOptions | None:
         needed = "GHL_LOCATION_ID, GHL_CALENDAR_ID and GHL_PIPELINE_ID"
         problems.append(f"GHL_API_TOKEN is set, so {needed} are needed ({e})")
         return None
+
+
+def _transfer(env: Mapping[str, str], problems: list[str]) -> TransferOptions:
+    raw = env.get("LEADLINE_TRANSFER_RING_S", "")
+    if not raw:
+        return TransferOptions()
+    try:
+        return TransferOptions(ring_timeout_s=int(raw))
+    except ValueError as e:
+        problems.append(f"LEADLINE_TRANSFER_RING_S={raw!r}: {e}")
+        return TransferOptions()

@@ -25,8 +25,14 @@ Closers = list[Callable[[], Awaitable[None]]]
 
 def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSessionStore | None = None) -> BotFactory:
     """The configured bot core; with ``LEADLINE_LLM=anthropic``, Claude with the scripted brain
-    as its fallback. ``sessions`` keeps conversations for resumption (in memory by default)."""
-    scripted = _scripted_factory(settings, closers, sessions or MemoryBotSessionStore())
+    as its fallback (one calendar and session store for both). ``sessions`` keeps conversations
+    for resumption (in memory by default)."""
+    core = settings.bot_core
+    if core.core == "lead":
+        return LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
+    calendar = build_calendar(settings, closers)
+    sessions = sessions or MemoryBotSessionStore()
+    scripted = QualifyingBotFactory(persona=core.persona, calendar=calendar, store=sessions, now=_now)
     if settings.llm != "anthropic":
         return scripted
     vendors = settings.engines.vendors
@@ -37,29 +43,21 @@ def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSession
         first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
     )
     closers.append(llm.aclose)
-    persona = settings.persona
-    primary = LlmBotFactory(llm, business_name=persona.business_name, bot_name=persona.bot_name)
+    primary = LlmBotFactory(llm, persona=core.persona, calendar=calendar, store=sessions, now=_now)
     return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
 
 
-def _scripted_factory(settings: Settings, closers: Closers, sessions: BotSessionStore) -> BotFactory:
-    if settings.bots.core == "lead":
-        return LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
-    return QualifyingBotFactory(
-        persona=settings.bots.persona,
-        calendar=build_calendar(settings, closers),
-        store=sessions,
-        now=lambda: datetime.now(UTC),
-    )
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def build_calendar(settings: Settings, closers: Closers) -> Calendar:
     """GoHighLevel when a token is configured, else the embedded calendar in the persona's zone."""
-    ghl = settings.bots.ghl
+    ghl = settings.bot_core.ghl
     calendar: Calendar
     if ghl is not None:
         calendar = GhlCalendar(ghl)
     else:
-        calendar = LocalCalendar(BusinessHours(timezone=settings.bots.persona.timezone))
+        calendar = LocalCalendar(BusinessHours(timezone=settings.bot_core.persona.timezone))
     closers.append(calendar.aclose)
     return calendar

@@ -179,7 +179,7 @@ class Settings:
     output: OutputOptions = field(default_factory=OutputOptions)
     persona: PersonaOptions = field(default_factory=PersonaOptions)
     dial: DialOptions = field(default_factory=DialOptions)
-    bots: BotCoreOptions = field(default_factory=BotCoreOptions)
+    bot_core: BotCoreOptions = field(default_factory=BotCoreOptions)
 
     @property
     def stream_url(self) -> str:
@@ -256,7 +256,7 @@ class _EnvReader:
                 ),
             ),
         )
-        values["bots"] = read_bot_core(self.env, self.problems)
+        values["bot_core"] = read_bot_core(self.env, self.problems)
         values.update(overrides)
         if self.problems:
             raise ConfigError(self.problems)

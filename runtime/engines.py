@@ -24,11 +24,13 @@ logger = logging.getLogger(__name__)
 
 #: Typical answers of a caller being qualified as a buyer lead, in the order a bot asks.
 DEFAULT_SCRIPTED_TRANSCRIPTS = (
-    "I'm looking to buy a three bedroom house in Austin",
-    "About four hundred thousand dollars",
-    "In the next two months",
-    "Yes, I'm already pre-approved",
-    "Tomorrow morning works for me",
+    "Hi, I'm Sarah Jones and I want to buy a three bedroom house in Austin",
+    "About four hundred thousand dollars, we still need a lender",
+    "In the next two months, we're relocating for work",
+    "A garage, ideally",
+    "No, we don't need to sell first",
+    "The first one works",
+    "Yes, please book it",
 )
 
 

@@ -264,11 +264,16 @@ class ScriptedSttStream(SttStream):
     """Returns the script line by line; only ``finish_utterance`` advances it. Speculates at
     pauses like the real recogniser, so the pipeline's handling of it can be measured."""
 
-    def __init__(self, lines: tuple[str, ...], latency_s: float) -> None:
+    def __init__(self, lines: tuple[str, ...], latency_s: float, *, start: int = 0) -> None:
         self._lines = lines
-        self._next = 0
+        self._next = start % len(lines)
         self._latency_s = latency_s
         self._speculation = _Speculation()
+
+    @property
+    def position(self) -> int:
+        """The index of the line the next utterance will be."""
+        return self._next
 
     def push_audio(self, pcm: Pcm) -> None:
         """Ignored: the script decides what was said."""

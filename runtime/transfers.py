@@ -49,18 +49,18 @@ class Transfers:
         spawn: Callable[[Coroutine[Any, Any, object]], None],
     ) -> None:
         self._settings = settings
-        self._callbacks = TransferCallbacks(validator, settings.public_url)
+        self.callbacks = TransferCallbacks(validator, settings.public_url)
         self._shelf = shelf
         self._sink = sink
         self._spawn = spawn
         self.rest: TwilioRest | None = None
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        self._callbacks.add_routes(router)
+        self.callbacks.add_routes(router)
 
     @property
     def available(self) -> bool:
-        return bool(self.rest is not None and self._settings.bots.agent_number and self._settings.dial.caller_id)
+        return bool(self.rest is not None and self._settings.bot_core.agent_number and self._settings.dial.caller_id)
 
     async def start(self, context: CallContext, bot: Bot, request: TransferToHuman, at: Callable[[], float]) -> bool:
         """Move the caller into a conference and ring the agent; False if that could not start
@@ -70,12 +70,13 @@ class Transfers:
         assert self.rest is not None
         transfer = WarmTransfer(
             self.rest,
-            self._callbacks,
+            self.callbacks,
             call_sid=context.call_sid,
-            agent_number=self._settings.bots.agent_number,
+            agent_number=self._settings.bot_core.agent_number,
             caller_id=self._settings.dial.caller_id,
             briefing=request.briefing,
             return_twiml=lambda extra: self._return_twiml(context, extra),
+            options=self._settings.bot_core.transfer,
         )
         try:
             await transfer.start()

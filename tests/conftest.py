@@ -88,7 +88,7 @@ def make_settings(port: int, **overrides: Any) -> Settings:
         port=port,
         public_url=f"http://127.0.0.1:{port}",
         silence=SilenceOptions(prompt_after_s=30, hangup_after_prompt_s=30),
-        bots=BotCoreOptions(core="lead"),
+        bot_core=BotCoreOptions(core="lead"),
     )
     return dataclasses.replace(base, **overrides)
 

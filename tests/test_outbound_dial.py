@@ -18,7 +18,7 @@ from loadtests.loadgen import BENCH_SCRIPT
 from runtime.config import ConfigError, DialOptions, PersonaOptions, Settings, default_voicemail_text
 from runtime.dialer import amd_action, parse_dial_request
 from runtime.engines import EngineOptions, Engines
-from runtime.events import BotUtterance, TurnLatency, VendorDegraded
+from runtime.events import BotUtterance, VendorDegraded
 from runtime.report import CallReport
 from runtime.tts import ScriptedTts
 from runtime.vendors import VendorOptions
@@ -34,7 +34,14 @@ from tests.test_twilio_rest import (  # the Twilio emulator fixtures and helpers
     eventually,
     start_emulator,
 )
-from tests.test_vendor_call import Vendors, start_vendor_server, vendors  # the vendor emulators
+from tests.test_vendor_call import (  # the vendor emulators
+    PATIENT,
+    Vendors,
+    assert_every_line_answered,
+    assert_qualified_by_claude,
+    start_vendor_server,
+    vendors,
+)
 from tests.twilio_driver import post_signed
 
 __all__ = ["start_emulator", "vendors"]
@@ -196,7 +203,7 @@ async def test_a_dialled_qualification_call_with_every_vendor_emulated(
     vendors: Vendors,
     http: aiohttp.ClientSession,
 ) -> None:
-    emulator = await start_emulator(callee(script=BENCH_SCRIPT, max_duration_s=90.0))
+    emulator = await start_emulator(callee(script=BENCH_SCRIPT, max_duration_s=90.0, timing=PATIENT))
 
     async def start_dialling_server(*args: Any, **kwargs: Any) -> RunningServer:
         return await start_server(*args, **dialling(emulator), **kwargs)
@@ -212,13 +219,10 @@ async def test_a_dialled_qualification_call_with_every_vendor_emulated(
     assert report.context.direction == "outbound-api" and report.lifecycle.status == "completed"
     assert report.amd is not None and report.amd.answered_by == "human"
     assert not [e for e in report.events if isinstance(e, VendorDegraded)]
-    turns = [e for e in report.events if isinstance(e, TurnLatency)]
-    assert len(turns) == 3
+    turns = assert_every_line_answered(report)
     assert all(t.bot_ms > 150 for t in turns)  # Claude's first token, from the emulator
     assert all(t.tts_engine_ms > 50 for t in turns)  # ElevenLabs' first byte, from the emulator
-    answers = report.bot_state["answers"]
-    # BENCH_SCRIPT's three answers, as Claude (the emulator) recorded them
-    assert (answers["area"], answers["budget"], answers["timeline"]) == ("Austin", 400000, "in the next two months")
+    assert_qualified_by_claude(report.bot_state)
     for name in ("anthropic", "elevenlabs", "deepgram"):
         assert sum(vendors.apps[name][CONTROL].stats.values()) > 0, name
 

@@ -20,12 +20,13 @@ from aiohttp import web
 
 from emulators.twilio import CalleeOptions
 from emulators.twilio_conference import Conference
+from runtime.app_state import STATE
 from runtime.engines import Engines
 from runtime.server import create_app
 from telephony.call_state import CallStatus
 from telephony.conference import conference_twiml
 from telephony.rest import TwilioRest, TwilioRestError
-from telephony.signature import WebhookValidator, compute_signature
+from telephony.signature import compute_signature
 from telephony.stream_token import issue_stream_token
 from telephony.transfer import (
     DETAIL_PARAMETER,
@@ -246,7 +247,7 @@ WAIT_S = 30.0
 
 @dataclass
 class Leadline:
-    """The real server with the transfer routes mounted, as the integrated server will have them."""
+    """The real server, whose transfer routes the test's own ``WarmTransfer``s use."""
 
     server: RunningServer
     callbacks: TransferCallbacks
@@ -268,8 +269,7 @@ async def leadline(scripted_engines: Engines) -> AsyncIterator[Leadline]:
     port = free_port()
     settings = make_settings(port)
     app = create_app(settings, scripted_engines)
-    callbacks = TransferCallbacks(WebhookValidator(AUTH_TOKEN), settings.public_url)
-    callbacks.add_routes(app.router)
+    callbacks = app[STATE].transfers.callbacks  # the routes the app mounts for its own transfers
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
