@@ -52,17 +52,21 @@ class Hearing:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Question:
     """One question of a flow. ``vague`` tells an answer that is no answer ("not sure"), which
-    is re-asked when asked and ignored when said in passing."""
+    is re-asked when asked and ignored when said in passing. ``reask`` follows an unclear answer;
+    ``again`` follows a reply that answered something else (acknowledged first, so no "sorry").
+    ``echo``, when set, acknowledges with the caller's own details (it sees the whole turn)."""
 
     slot: str
     ask: str
     reask: str
+    again: str
     extract: Callable[[Hearing], object | None]
     acknowledge: Callable[[Any], str]
     #: the JSON-ready answer as a short phrase, for summaries ("in Austin", "pre-approved")
     describe: Callable[[Any], str]
     required: bool = True
     vague: Callable[[Any], bool] = lambda value: False
+    echo: Callable[[Any, Hearing], str] | None = None
 
     def __deepcopy__(self, memo: dict[int, object]) -> Question:
         return self  # immutable, and its functions cannot be copied anyway
@@ -135,6 +139,33 @@ def _ack_intent(guess: IntentGuess) -> str:
     return _INTENT_ACKS[guess.intent.value]
 
 
+def _echo_intent(guess: IntentGuess, hearing: Hearing) -> str:
+    """ "Buying a three bedroom house in Austin, great.": the intent with the home the caller
+    described in the same breath, so they hear they were understood."""
+    questions = {"buy": _BUYER_FLOW, "sell": _SELLER_FLOW}.get(guess.intent.value)
+    if questions is None:
+        return _ack_intent(guess)
+    heard = FlowState(role="buyer" if questions is _BUYER_FLOW else "seller", questions=questions)
+    heard.absorb(hearing.text, hearing.today)
+    home = _home(heard.answers)
+    if home is None:
+        return _ack_intent(guess)
+    return f"{'Buying' if questions is _BUYER_FLOW else 'Selling'} {home}, great."
+
+
+def _home(answers: Mapping[str, Any]) -> str | None:
+    """ "a three bedroom house in Austin", "a condo at 12 Elm Street", from what is known."""
+    kind = answers.get("property_type") or []
+    bedrooms = (answers.get("rooms") or {}).get("bedrooms")
+    areas, address = answers.get("areas") or [], answers.get("address")
+    if not (kind or bedrooms or areas or address):
+        return None
+    size = f"{spoken_amount(int(bedrooms))} bedroom " if bedrooms and float(bedrooms).is_integer() else ""
+    where = f" in {' or '.join(areas)}" if areas else ""
+    at = f" at {address['number']} {address['street']}" if address else ""
+    return f"a {size}{kind[0] if kind else 'home'}{where}{at}"
+
+
 def _ack_places(places: tuple[str, ...]) -> str:
     return f"{' or '.join(places)}, lovely."
 
@@ -195,6 +226,7 @@ def _lead_flow(min_intent_confidence: float) -> tuple[Question, ...]:
             slot="name",
             ask="May I have your name?",
             reask="Sorry, I didn't catch your name. What should I call you?",
+            again="And who am I speaking with?",
             extract=_name,
             describe=str,
             acknowledge=lambda name: f"Nice to meet you, {name}.",
@@ -203,9 +235,11 @@ def _lead_flow(min_intent_confidence: float) -> tuple[Question, ...]:
             slot="intent",
             ask="Are you looking to buy a home, sell one, or both?",
             reask="Just so I get you to the right person: are you buying, selling, or both?",
+            again="And are you looking to buy, sell, or both?",
             extract=_text(parse_intent),
             describe=lambda intent: f"wants to {intent['intent']}",
             acknowledge=_ack_intent,
+            echo=_echo_intent,
             vague=lambda guess: guess.confidence < min_intent_confidence,
         ),
     )
@@ -216,6 +250,7 @@ _BUYER_FLOW = (
         slot="areas",
         ask="Which areas or neighborhoods are you looking in?",
         reask="Sorry, which town or neighborhood would you like to live in?",
+        again="And which areas or neighborhoods are you looking in?",
         extract=_text(parse_places),
         describe=lambda areas: "in " + " or ".join(areas),
         acknowledge=_ack_places,
@@ -224,6 +259,7 @@ _BUYER_FLOW = (
         slot="property_type",
         ask="What kind of home are you after: a house, a condo, a townhouse?",
         reask="Would that be a house, a condo, or something else?",
+        again="And would that be a house, a condo, or something else?",
         extract=_text(parse_property_types),
         describe=lambda types: f"a {types[0]}",
         acknowledge=lambda types: f"A {types[0].value}, got it.",
@@ -233,15 +269,17 @@ _BUYER_FLOW = (
         slot="rooms",
         ask="How many bedrooms and bathrooms do you need?",
         reask="Roughly how many bedrooms would work for you?",
+        again="And how many bedrooms and bathrooms do you need?",
         extract=_text(parse_rooms),
         describe=_describe_rooms,
-        acknowledge=_fixed("Got it."),
+        acknowledge=lambda rooms: f"{_describe_rooms(to_json(rooms)).capitalize()}, got it.",
         required=False,
     ),
     Question(
         slot="price",
         ask="What price range are you thinking of?",
         reask="Roughly what budget would you like to stay within?",
+        again="And what price range are you thinking of?",
         extract=_text(parse_price),
         describe=_describe_price,
         acknowledge=_ack_price,
@@ -250,6 +288,7 @@ _BUYER_FLOW = (
         slot="financing",
         ask="How are you planning to pay: are you pre-approved, paying cash, or still looking for a lender?",
         reask="No problem. Have you spoken with a lender yet, or would you be paying cash?",
+        again="And how are you planning to pay: pre-approved, cash, or still looking for a lender?",
         extract=_text(parse_financing),
         describe=str,
         acknowledge=_FINANCING_ACKS.__getitem__,
@@ -259,6 +298,7 @@ _BUYER_FLOW = (
         slot="timeline",
         ask="When are you hoping to move?",
         reask="Even roughly: are you thinking weeks, months, or next year?",
+        again="And when are you hoping to move?",
         extract=_timeline,
         describe=lambda timeline: timeline["phrase"],
         acknowledge=_ack_timeline,
@@ -268,6 +308,7 @@ _BUYER_FLOW = (
         slot="motivation",
         ask="What's prompting the move?",
         reask="Is it for work, family, more space, or something else?",
+        again="And what's prompting the move?",
         extract=_text(parse_reason),
         describe=lambda reason: f"moving for {reason['kind']}",
         acknowledge=_fixed("That makes sense."),
@@ -277,6 +318,7 @@ _BUYER_FLOW = (
         slot="must_haves",
         ask="Is there anything the home must have, like a garage, a yard or a home office?",
         reask="Any must-haves, such as a garage, a pool or a big yard?",
+        again="And is there anything the home must have?",
         extract=_text(parse_must_haves),
         describe=lambda features: "must have " + " and ".join(features),
         acknowledge=_ack_features,
@@ -286,6 +328,7 @@ _BUYER_FLOW = (
         slot="must_sell_first",
         ask="Do you need to sell a home before you can buy?",
         reask="Just to check: does buying depend on selling your current home first?",
+        again="And do you need to sell a home before you can buy?",
         extract=_yes_no_when_asked(parse_must_sell_first),
         describe=lambda answer: "must sell first" if answer == "yes" else "no sale needed first",
         acknowledge=lambda answer: "Understood." if answer is Answer.YES else "Great.",
@@ -298,6 +341,7 @@ _SELLER_FLOW = (
         slot="address",
         ask="What's the address of the property you're selling?",
         reask="Sorry, could you give me the street number and street name?",
+        again="And what's the address of the property you're selling?",
         extract=_text(parse_address),
         describe=lambda address: f"{address['number']} {address['street']}",
         acknowledge=lambda address: f"{address}, thank you.",
@@ -306,6 +350,7 @@ _SELLER_FLOW = (
         slot="property_type",
         ask="Is it a house, a condo, a townhouse?",
         reask="Would you call it a house, a condo, or something else?",
+        again="And is it a house, a condo, a townhouse?",
         extract=_text(parse_property_types),
         describe=lambda types: f"a {types[0]}",
         acknowledge=lambda types: f"A {types[0].value}, got it.",
@@ -315,6 +360,7 @@ _SELLER_FLOW = (
         slot="condition",
         ask="How would you describe its condition: move-in ready, or does it need some work?",
         reask="Would you say it's in great shape, or could it use some updates?",
+        again="And how would you describe its condition?",
         extract=_text(parse_condition),
         describe=lambda condition: f"{condition} condition",
         acknowledge=_fixed("Good to know."),
@@ -324,6 +370,7 @@ _SELLER_FLOW = (
         slot="reason",
         ask="What has you thinking about selling?",
         reask="Is it a move for work, family, downsizing, or something else?",
+        again="And what has you thinking about selling?",
         extract=_text(parse_reason),
         describe=lambda reason: f"selling for {reason['kind']}",
         acknowledge=_fixed("That makes sense."),
@@ -332,6 +379,7 @@ _SELLER_FLOW = (
         slot="timeline",
         ask="When would you like to have it sold?",
         reask="Even roughly: are you thinking weeks, months, or next year?",
+        again="And when would you like to have it sold?",
         extract=_timeline,
         describe=lambda timeline: timeline["phrase"],
         acknowledge=_ack_timeline,
@@ -341,6 +389,7 @@ _SELLER_FLOW = (
         slot="price",
         ask="Do you have a price in mind for it?",
         reask="Roughly what would you hope to get for it?",
+        again="And do you have a price in mind for it?",
         extract=_seller_price,
         describe=_describe_price,
         acknowledge=_ack_price,
@@ -350,6 +399,7 @@ _SELLER_FLOW = (
         slot="listed_with_agent",
         ask="Is it listed with another agent at the moment?",
         reask="Just to check: are you working with another agent on it right now?",
+        again="And is it listed with another agent at the moment?",
         extract=_yes_no_when_asked(parse_listed_with_agent),
         describe=lambda answer: "listed with another agent" if answer == "yes" else "not listed with an agent",
         acknowledge=_fixed("Okay, thanks."),
@@ -359,6 +409,7 @@ _SELLER_FLOW = (
         slot="mortgage",
         ask="And is there a mortgage on it, or is it paid off?",
         reask="Do you still owe anything on the home?",
+        again="And is there a mortgage on it, or is it paid off?",
         extract=_text(parse_mortgage),
         describe=lambda mortgage: f"mortgage: {mortgage['status']}",
         acknowledge=_fixed("Thanks, that helps."),
@@ -426,18 +477,21 @@ class FlowState:
         return frozenset(q.slot for q in self.questions)
 
     def hear(self, text: str, today: date) -> Heard:
-        """A reply to the current question, which may also answer others."""
+        """A reply to the current question, which may also answer others. A reply that answered
+        only other questions is acknowledged for those, and the current one is asked once more
+        (even an optional one: the caller never said they had no answer)."""
         filled = [q.slot for q in self.open() if self._take(q, Hearing(text, today, q.slot == self.current))]
         question = next((q for q in self.questions if q.slot == self.current), None)
         if question is None:
             return Heard(tuple(filled))
         if question.slot in filled:
             return Heard(tuple(filled), acknowledgement=self._acknowledge(question, text, today))
-        if question.required and question.slot not in self.reasked:
+        others = self._acknowledge_all(filled, text, today)
+        if question.slot not in self.reasked and (question.required or others):
             self.reasked.add(question.slot)
-            return Heard(tuple(filled), reask=question.reask)
+            return Heard(tuple(filled), acknowledgement=others, reask=question.again if others else question.reask)
         self.answers[question.slot] = None
-        return Heard((*filled, question.slot), acknowledgement="No problem, let's move on.")
+        return Heard((*filled, question.slot), acknowledgement=others or "No problem, let's move on.")
 
     def _take(self, question: Question, hearing: Hearing) -> bool:
         value = question.extract(hearing)
@@ -447,7 +501,14 @@ class FlowState:
         return True
 
     def _acknowledge(self, question: Question, text: str, today: date) -> str:
-        return question.acknowledge(question.extract(Hearing(text, today, asked=True)))
+        hearing = Hearing(text, today, asked=question.slot == self.current)
+        value = question.extract(hearing)
+        return question.echo(value, hearing) if question.echo else question.acknowledge(value)
+
+    def _acknowledge_all(self, slots: Collection[str], text: str, today: date) -> str | None:
+        """One acknowledgement per answered question, in question order; None for none."""
+        said = [self._acknowledge(q, text, today) for q in self.questions if q.slot in slots]
+        return " ".join(dict.fromkeys(said)) or None
 
     @property
     def completion(self) -> float:

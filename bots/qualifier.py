@@ -265,11 +265,11 @@ class QualifyingBot(Bot):
             async for action in self._offer_transfer("caller asked for a person"):
                 yield action
             return
+        if heard.acknowledgement:
+            yield self._say(heard.acknowledgement)
         if heard.reask:
             yield self._say(heard.reask)
             return
-        if heard.acknowledgement:
-            yield self._say(heard.acknowledgement)
         question = flow.ask_next()
         if question:
             yield self._say(question)

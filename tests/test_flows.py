@@ -190,3 +190,26 @@ def test_an_extractor_sees_whether_its_question_was_asked() -> None:
     name = FLOWS["lead"][0]
     assert name.extract(Hearing("Sarah", TODAY, asked=True)) == "Sarah"
     assert name.extract(Hearing("Sarah", TODAY, asked=False)) is None
+
+
+def test_a_reply_to_another_question_is_acknowledged_and_the_question_asked_again_once() -> None:
+    lead = flow("lead")
+    lead.ask_next()
+    first = lead.hear("we want to buy a condo in Round Rock", TODAY)
+    assert first.filled == ("intent",) and first.acknowledgement == "Buying a condo in Round Rock, great."
+    assert first.reask == "And who am I speaking with?" and "name" in lead.reasked
+    second = lead.hear("just looking for now", TODAY)
+    assert second.reask is None and lead.answers["name"] is None and lead.complete
+
+
+def test_an_intent_without_details_is_acknowledged_plainly() -> None:
+    lead = flow("lead")
+    lead.ask_next()
+    assert lead.hear("we want to buy", TODAY).acknowledgement == "Great, you're looking to buy."
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_question_can_be_asked_again_naturally(role: BotRole) -> None:
+    for question in FLOWS[role]:
+        assert question.again.startswith("And ") and question.again.endswith("?")
+        assert "sorry" not in question.again.lower()

@@ -190,7 +190,7 @@ async def test_a_buyer_is_handed_to_maya_and_books_a_showing(emulator: Emulator)
     assert call.handoffs() == [("lead", "buyer", "wants to buy")]
     assert call.voice_of("I'll bring in Maya, who works with our buyers.") == "lead"
     assert call.voice_of("Hi, this is Maya.") == "buyer"
-    assert "buy. I'll bring in Maya" in said(call.actions)  # one space between two responses' words
+    assert "great. I'll bring in Maya" in said(call.actions)  # one space between two responses' words
     [appointment] = call.calendar.appointments
     assert appointment.start == datetime(2026, 12, 7, 11, 15, tzinfo=AUSTIN)
     assert appointment.title == "Showing: Sarah Jones" and appointment.contact.phone == CALLER

@@ -424,3 +424,64 @@ async def test_an_unsure_intent_is_asked_again_then_left_to_a_person() -> None:
     reply = await call.say("I'm not sure yet")
     assert call.handoffs() == [] and "call back" in said(reply)
     assert call.bot.snapshot()["answers"]["lead"]["intent"] is None
+
+
+async def test_a_caller_who_starts_with_what_they_want_is_heard_then_asked_their_name() -> None:
+    call = new_call()
+    first = said(await call.say("Hi, I am looking to buy a three bedroom house in Austin."))
+    assert first == "Buying a three bedroom house in Austin, great. And who am I speaking with? "
+    reply = said(await call.say("Sarah Jones"))
+
+    assert reply.startswith("Nice to meet you, Sarah Jones. I'll bring in Maya, who works with our buyers.")
+    assert "I have your details so far: in Austin, a house, 3 bedrooms." in reply
+    assert reply.endswith("What price range are you thinking of? ")
+    assert "catch" not in said(call.actions) and call.handoffs() == [("lead", "buyer", "wants to buy")]
+    assert call.bot.snapshot()["answers"]["lead"]["name"] == "Sarah Jones"
+
+
+async def test_a_caller_who_keeps_their_name_is_handed_off_after_one_more_try() -> None:
+    call = new_call()
+    first = said(await call.say("I want to sell my condo at 12 Elm Street"))
+    assert first == "Selling a condo at 12 Elm Street, great. And who am I speaking with? "
+    reply = said(await call.say("why do you need that"))
+
+    assert call.handoffs() == [("lead", "seller", "wants to sell")]
+    assert "12 Elm Street, a condo" in reply and "catch" not in said(call.actions)
+    assert call.bot.snapshot()["answers"]["lead"]["name"] is None
+
+
+@pytest.mark.parametrize(
+    ("before", "answer", "reply"),
+    [
+        (
+            BUYER_LINES[:3],
+            "we're pre-approved",
+            "Pre-approved, that's great. And what price range are you thinking of? ",
+        ),
+        (
+            ["Sarah", "I want to buy a home in Austin"],
+            "three bedrooms and two baths",
+            "3 bedrooms and 2 bathrooms, got it. And would that be a house, a condo, or something else? ",
+        ),
+        (
+            ["Sarah", "I want to sell my house"],
+            "we're downsizing, sometime next year",
+            "That makes sense. Sometime next year, perfect. And what's the address of the property you're selling? ",
+        ),
+    ],
+)
+async def test_an_answer_to_another_question_is_acknowledged_and_the_question_asked_again(
+    before: list[str], answer: str, reply: str
+) -> None:
+    call = new_call()
+    await call.script(before)
+    assert said(await call.say(answer)) == reply
+
+
+async def test_after_an_answer_to_another_question_the_asked_one_is_still_taken() -> None:
+    call = new_call()
+    await call.script([*BUYER_LINES[:3], "we're pre-approved"])
+    reply = said(await call.say("under 500k"))
+    assert reply == "Around five hundred thousand dollars, got it. When are you hoping to move? "
+    buyer = call.bot.snapshot()["answers"]["buyer"]
+    assert buyer["financing"] == "pre-approved" and buyer["price"]["maximum"] == 500_000
