@@ -484,14 +484,24 @@ class FlowState:
         question = next((q for q in self.questions if q.slot == self.current), None)
         if question is None:
             return Heard(tuple(filled))
-        if question.slot in filled:
+        if question.slot in filled or self._answered_meanwhile(question, text, today):
             return Heard(tuple(filled), acknowledgement=self._acknowledge(question, text, today))
         others = self._acknowledge_all(filled, text, today)
+        if self.answers.get(question.slot) is not None:  # answered meanwhile, not by this reply
+            return Heard(tuple(filled), acknowledgement=others)
         if question.slot not in self.reasked and (question.required or others):
             self.reasked.add(question.slot)
             return Heard(tuple(filled), acknowledgement=others, reask=question.again if others else question.reask)
         self.answers[question.slot] = None
         return Heard((*filled, question.slot), acknowledgement=others or "No problem, let's move on.")
+
+    def _answered_meanwhile(self, question: Question, text: str, today: date) -> bool:
+        """The question was recorded by another brain from this very reply (it failed before
+        answering the caller): the reply still answers it."""
+        if self.answers.get(question.slot) is None:
+            return False
+        value = question.extract(Hearing(text, today, asked=True))
+        return value is not None and not question.vague(value)
 
     def _take(self, question: Question, hearing: Hearing) -> bool:
         value = question.extract(hearing)

@@ -292,9 +292,17 @@ class LlmBot(Bot):
         self._c.last_activity = self._now()
         self._c.turns += 1
         self._c.last_caller_text = caller_text
+        self._note_question()
         async with aclosing(self._turn(caller_text)) as actions:
             async for action in actions:
                 yield action
+
+    def _note_question(self) -> None:
+        """Keeps the question being answered in the progress, as the scripted core does, for a
+        brain taking over: the model asks in order, so it is the first one still open."""
+        flow = self._c.flows[self._c.role]
+        pending = flow.pending()
+        flow.current = pending[0].slot if pending else None
 
     async def after_transfer(self, outcome: TransferOutcome) -> AsyncIterator[BotAction]:
         if outcome == "joined":
@@ -623,6 +631,8 @@ class LlmBot(Bot):
             "next_step": c.next_step,
             "effectiveness": self.effectiveness(),
             "last_activity": (c.last_activity or self._now()).isoformat(),
+            "stage": c.stage,
+            "booking": copy.deepcopy(c.booking),
         }
 
     async def persist(self) -> None:

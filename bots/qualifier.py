@@ -363,15 +363,19 @@ class QualifyingBot(Bot):
 
     async def _open_booking(self, kind: BookingKind, intro: str | None = None) -> AsyncIterator[BotAction]:
         """Start booking ``kind``, said after ``intro`` (by default, what is being booked)."""
+        step = await self._new_booking(kind)
+        yield self._say(f"{_BOOKING_INTROS[kind] if intro is None else intro} {step.say}")
+        async for action in self._booking_step(step):
+            yield action
+
+    async def _new_booking(self, kind: BookingKind) -> BookingStep:
+        """A booking dialog for ``kind``, opened (its offers made); the conversation is booking."""
         contact = await self._contact()
         request = BookingRequest(kind=kind, title=self._booking_title(kind), notes=self.summary())
         tz = timezone_for_phone(contact.phone, default=self.persona.timezone, contact_timezone=contact.timezone)
         dialog = BookingDialog(self.calendar, contact, request, tz=tz, now=self._now)
         self._c.stage, self._c.booking, self._c.booking_kind = "booking", dialog, kind
-        step = await dialog.open()
-        yield self._say(f"{_BOOKING_INTROS[kind] if intro is None else intro} {step.say}")
-        async for action in self._booking_step(step):
-            yield action
+        return await dialog.open()
 
     async def _booking_turn(self, text: str) -> AsyncIterator[BotAction]:
         assert self._c.booking is not None
@@ -446,6 +450,8 @@ class QualifyingBot(Bot):
             "next_step": c.next_step,
             "effectiveness": self.effectiveness(),
             "last_activity": (c.last_activity or self._now()).isoformat(),
+            "stage": c.stage,
+            "booking": c.booking.state() if c.booking else None,
         }
 
     async def persist(self) -> None:
@@ -474,6 +480,24 @@ class QualifyingBot(Bot):
         c.appointment = saved.get("appointment")
         c.next_step = saved.get("next_step")
         c.stage = "done" if c.appointment else "qualifying"
+
+    async def continue_call(self, state: dict[str, Any]) -> None:
+        """Take over this call from another brain (the LLM one, failing) at its ``state``, the
+        session-state format: same bot, answers, question asked and stage, so the caller notices
+        at most a change of wording. A booking in progress is reopened for the same kind without
+        a word (the caller heard the offers; the same calendar offers the same times)."""
+        self._restore(state)
+        c = self._c
+        c.handoffs_this_call = sum(1 for record in c.handoffs if record.ok)
+        flow = c.flows[c.role]
+        if flow.current is None:
+            flow.ask_next()  # the brain asks in order: its question was the first one open
+        stage = state.get("stage")
+        booking = state.get("booking") or {}
+        if stage == "booking" and booking.get("kind") in _BOOKING_TITLES and c.appointment is None:
+            await self._new_booking(booking["kind"])
+        elif stage in ("confirm_transfer", "transferring", "done"):
+            c.stage = stage
 
     def _resume_greeting(self) -> str:
         name = self._c.flows["lead"].answers.get("name")
@@ -530,6 +554,12 @@ class QualifyingBotFactory(BotFactory):
             store=self.store,
             saved=saved,
         )
+
+    async def take_over(self, context: CallContext, state: dict[str, Any]) -> QualifyingBot:
+        """A bot that continues this very call from another brain's session ``state``."""
+        bot = self.create(context)
+        await bot.continue_call(state)
+        return bot
 
     async def create_for_caller(self, context: CallContext) -> QualifyingBot:
         """A bot for this call that continues the caller's last session if it is recent enough
