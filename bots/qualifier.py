@@ -58,21 +58,35 @@ from runtime.clock import Clock, MonotonicClock
 
 log = logging.getLogger(__name__)
 
-Stage = Literal["qualifying", "confirm_transfer", "transferring", "booking", "done"]
+Stage = Literal["qualifying", "confirm_transfer", "transferring", "booking", "returning", "done"]
 BookingKind = Literal["showing", "listing_consultation", "callback"]
 
 _WANTS_PERSON = re.compile(
     r"\b(?:real|live|actual|human) (?:person|human|agent|being)\b"
     r"|\b(?:talk|speak|connect me|put me through) (?:to|with) (?:a |an |the |your )?"
     r"(?:person|someone|somebody|agent|realtor|representative|broker)\b"
-    r"|\b(?:agent|representative|operator|realtor),? please\b",
+    r"|\b(?:agent|representative|operator|realtor),? please\b"
+    r"|\bquestions? for (?:a |an |the |my |your )?(?:person|someone|agent|realtor|broker)\b",
     re.IGNORECASE,
+)
+_RESCHEDULE = re.compile(
+    r"\b(?:re-?schedul\w*|re-?book\w*|can't make it|cannot make it|won't make it"
+    r"|(?:change|move|push|switch) (?:my |the |our )?(?:appointment|showing|consultation|call|time|booking))\b",
+    re.IGNORECASE,
+)
+_NOTHING_ELSE = re.compile(
+    r"\b(?:that's all|that is all|nothing else|all good|just checking|i'm good)\b", re.IGNORECASE
 )
 _BOOKING_FOR: dict[BotRole, BookingKind] = {"buyer": "showing", "seller": "listing_consultation", "lead": "callback"}
 _BOOKING_TITLES: dict[BookingKind, str] = {
     "showing": "Showing",
     "listing_consultation": "Listing consultation",
     "callback": "Callback",
+}
+_BOOKING_NAMES: dict[str, str] = {
+    "showing": "showing",
+    "listing_consultation": "listing consultation",
+    "callback": "call back",
 }
 _BOOKING_INTROS: dict[BookingKind, str] = {
     "showing": "The next step is a showing with one of our agents.",
@@ -117,6 +131,12 @@ class _Conversation:
     interruptions: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     last_activity: datetime | None = None
+    #: the appointment a reschedule replaces, until the new one is booked
+    replacing: dict[str, Any] | None = None
+    #: appointments replaced by new ones, for the team to cancel (the calendar has no cancel)
+    cancel_pending: list[dict[str, Any]] = field(default_factory=list)
+    #: turns since a returning caller was asked how we can help that said neither
+    unclear_returning: int = 0
 
 
 class QualifyingBot(Bot):
@@ -169,6 +189,7 @@ class QualifyingBot(Bot):
             "confirm_transfer": self._confirm_transfer,
             "transferring": self._while_transferring,
             "booking": self._booking_turn,
+            "returning": self._returning,
             "done": self._after_done,
         }
         async for action in handlers[self._c.stage](caller_text):
@@ -213,6 +234,7 @@ class QualifyingBot(Bot):
             "appointment": c.appointment,
             "booking": c.booking.state() if c.booking else None,
             "next_step": c.next_step,
+            "cancel_pending": copy.deepcopy(c.cancel_pending),
             "effectiveness": self.effectiveness(),
             "interrupted_after": list(c.interruptions),
         }
@@ -392,6 +414,12 @@ class QualifyingBot(Bot):
         if step.appointment is not None:
             c.appointment = _appointment_record(step, c.booking_kind, self._tz())
             c.next_step = c.booking_kind
+            if c.replacing is not None:
+                yield self._say(self._replaced())
+        elif c.replacing is not None:
+            name, when = self._described(c.replacing)
+            c.replacing = None
+            yield self._say(f"Your {name} stays booked for {when}.")
         elif step.declined and c.booking_kind != "callback":
             async for action in self._open_booking("callback", "Or one of our agents could give you a quick call."):
                 yield action
@@ -401,6 +429,52 @@ class QualifyingBot(Bot):
         c.stage = "done"
         yield self._say(f"Thanks for calling {self.persona.business_name}. Goodbye!")
         yield EndCall("booked" if c.appointment else "follow-up")
+
+    # --- a caller who rings back after booking ---
+
+    async def _returning(self, text: str) -> AsyncIterator[BotAction]:
+        """How we can help a caller who has an appointment: a new time, a person, or nothing."""
+        c = self._c
+        assert c.appointment is not None
+        if _RESCHEDULE.search(text):
+            c.replacing = c.appointment
+            kind = c.appointment.get("kind")
+            kind = kind if kind in _BOOKING_TITLES else _BOOKING_FOR[c.role]
+            async for action in self._open_booking(kind, "Of course, let's find you a new time."):
+                yield action
+        elif wants_person(text) or c.unclear_returning:
+            async for action in self._offer_transfer("returning caller has a question"):
+                yield action
+        elif parse_yes_no(text) is Answer.NO or _NOTHING_ELSE.search(text):
+            async for action in self._after_done(text):
+                yield action
+        else:
+            c.unclear_returning += 1
+            yield self._say("I can move your appointment to another time, or connect you with one of our agents.")
+            yield self._say("Which would you like?")
+
+    def _booked_for(self, appointment: dict[str, Any]) -> str:
+        """ "I see your showing is booked for Monday, December 7th at 11:15 AM." """
+        name, when = self._described(appointment)
+        return f"I see your {name} is booked for {when}."
+
+    def _described(self, appointment: dict[str, Any]) -> tuple[str, str]:
+        """What an appointment is, and when in the caller's zone (said anew: the caller may
+        have been told in another zone's words before)."""
+        start, end = datetime.fromisoformat(appointment["start"]), datetime.fromisoformat(appointment["end"])
+        return _BOOKING_NAMES.get(str(appointment.get("kind")), "appointment"), spoken_slot(
+            Slot(start, end), self._tz()
+        )
+
+    def _replaced(self) -> str:
+        """The old appointment goes on the to-cancel list: the calendar has no cancel."""
+        c = self._c
+        assert c.replacing is not None
+        c.cancel_pending.append(c.replacing)
+        _, old = self._described(c.replacing)
+        c.replacing = None
+        log.info("appointment to cancel", extra={"appointment_id": c.cancel_pending[-1].get("id")})
+        return f"I've let the team know to cancel your earlier time, {old}."
 
     async def _after_done(self, text: str) -> AsyncIterator[BotAction]:
         if wants_person(text):
@@ -452,6 +526,7 @@ class QualifyingBot(Bot):
             "last_activity": (c.last_activity or self._now()).isoformat(),
             "stage": c.stage,
             "booking": c.booking.state() if c.booking else None,
+            "cancel_pending": copy.deepcopy(c.cancel_pending),
         }
 
     async def persist(self) -> None:
@@ -479,7 +554,8 @@ class QualifyingBot(Bot):
         c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
         c.appointment = saved.get("appointment")
         c.next_step = saved.get("next_step")
-        c.stage = "done" if c.appointment else "qualifying"
+        c.cancel_pending = list(saved.get("cancel_pending", []))
+        c.stage = "returning" if c.appointment else "qualifying"
 
     async def continue_call(self, state: dict[str, Any]) -> None:
         """Take over this call from another brain (the LLM one, failing) at its ``state``, the
@@ -504,7 +580,7 @@ class QualifyingBot(Bot):
         bot = self.persona.bot(self._c.role)
         hello = f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
         if self._c.appointment:
-            return f"{hello} You're booked for {self._c.appointment['spoken']}. Is there anything else I can do?"
+            return f"{hello} {self._booked_for(self._c.appointment)} How can I help you today?"
         question = self._c.flows[self._c.role].ask_next()
         return f"{hello} Let's pick up where we left off. {question or 'Shall we find you a time?'}"
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from bots.base import CallContext, EndCall, Say
+import pytest
+
+from bots.base import CallContext, EndCall, Say, TransferToHuman
 from bots.business_hours import BusinessHours
+from bots.calendar import Appointment
 from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA
 from bots.qualifier import QualifierOptions, QualifyingBot, QualifyingBotFactory
@@ -127,17 +131,112 @@ async def test_a_session_past_the_window_or_of_another_tenant_starts_afresh() ->
     assert too_late.snapshot()["answers"]["lead"] == {}
 
 
-async def test_a_caller_already_booked_is_reminded_of_the_appointment() -> None:
-    store, clock = MemoryBotSessionStore(), Clock()
-    first = factory(store, clock).create(context())
-    await talk(first, "I'm Sarah Jones", "We want to buy a house in Austin", "3 bedrooms", "around 450 thousand")
-    await talk(first, "we still need a lender", "in 2 months", "no reason", "nothing", "no", "the first one", "yes")
-    assert first.snapshot()["appointment"] is not None
+BOOKING_LINES = [
+    "I'm Sarah Jones",
+    "We want to buy a house in Austin",
+    "3 bedrooms",
+    "around 450 thousand",
+    "we still need a lender",
+    "in 2 months",
+    "no reason",
+    "nothing",
+    "no",
+    "the first one",
+    "yes",
+]
 
-    again = await factory(store, clock).create_for_caller(context())
-    assert "You're booked for Monday, December 7th at 11:15 AM." in again.greeting()
+
+def appointments(bots: QualifyingBotFactory) -> list[Appointment]:
+    assert isinstance(bots.calendar, LocalCalendar)
+    return bots.calendar.appointments
+
+
+async def booked_caller(store: MemoryBotSessionStore, clock: Clock, phone: str = CALLER) -> QualifyingBotFactory:
+    """A factory (one calendar) whose caller booked a showing on an earlier call."""
+    bots = factory(store, clock)
+    first = bots.create(context(phone=phone))
+    await talk(first, *BOOKING_LINES)
+    assert first.snapshot()["appointment"] is not None
+    clock.at = START + timedelta(minutes=30)
+    return bots
+
+
+async def test_a_caller_already_booked_is_greeted_with_the_appointment_and_asked_how_to_help() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = await booked_caller(store, clock)
+    again = await bots.create_for_caller(context())
+    assert again.greeting() == (
+        "Hi Sarah Jones, welcome back to Lakeside Realty! It's Maya again. I see your showing is booked for "
+        "Monday, December 7th at 11:15 AM. How can I help you today?"
+    )
+    assert not again.done
     actions = [a async for a in again.respond("no that's all, thanks")]
     assert actions[-1] == EndCall("conversation complete")
+
+
+async def test_the_appointment_is_said_in_the_callers_own_zone() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = await booked_caller(store, clock, phone="+12125550123")  # 212: New York
+    again = await bots.create_for_caller(context(phone="+12125550123"))
+    [appointment] = appointments(bots)
+    assert appointment.start.astimezone(ZoneInfo("America/New_York")).hour == 12
+    assert "I see your showing is booked for Monday, December 7th at 12:15 PM." in again.greeting()
+
+
+async def test_a_caller_who_needs_to_reschedule_gets_new_times_and_the_old_one_is_marked_to_cancel() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = await booked_caller(store, clock)
+    again = await bots.create_for_caller(context())
+    offer = await talk(again, "I need to reschedule")
+    assert offer.startswith("Of course, let's find you a new time. For the showing, I have")
+    assert "11:15 AM" not in offer  # the booked time is not free
+    await talk(again, "the first one")
+    done = [a async for a in again.respond("yes")]
+    await again.persist()
+
+    text = "".join(a.text for a in done if isinstance(a, Say))
+    assert "You're all set for" in text
+    assert "I've let the team know to cancel your earlier time, Monday, December 7th at 11:15 AM." in text
+    assert done[-1] == EndCall("booked")
+    old, new = appointments(bots)
+    snapshot = again.snapshot()
+    assert snapshot["appointment"]["id"] == new.id and new.title == "Showing: Sarah Jones"
+    assert [a["id"] for a in snapshot["cancel_pending"]] == [old.id]
+    saved = await store.load("t1", CALLER)
+    assert saved is not None and [a["id"] for a in saved["cancel_pending"]] == [old.id]
+    assert saved["appointment"]["id"] == new.id
+
+
+async def test_a_caller_who_changes_their_mind_about_rescheduling_keeps_the_appointment() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = await booked_caller(store, clock)
+    again = await bots.create_for_caller(context())
+    await talk(again, "can I move my appointment")
+    kept = await talk(again, "actually no, I'm not ready to schedule")
+    assert "Your showing stays booked for Monday, December 7th at 11:15 AM." in kept
+    snapshot = again.snapshot()
+    assert snapshot["cancel_pending"] == [] and len(appointments(bots)) == 1
+    assert snapshot["appointment"]["start"] == appointments(bots)[0].start.isoformat()
+
+
+@pytest.mark.parametrize("question", ["I have a question for an agent", "can I talk to a real person"])
+async def test_a_caller_with_a_question_for_an_agent_is_offered_a_transfer(question: str) -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    again = await (await booked_caller(store, clock)).create_for_caller(context())
+    offer = await talk(again, question)
+    assert offer == "Of course. I can connect you with one of our agents right now. Shall I put you through? "
+    transfer = [a async for a in again.respond("yes")]
+    assert isinstance(transfer[-1], TransferToHuman) and transfer[-1].briefing.startswith("Warm lead: Sarah Jones.")
+
+
+async def test_a_returning_caller_not_understood_hears_the_options_then_is_offered_a_person() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    again = await (await booked_caller(store, clock)).create_for_caller(context())
+    options = await talk(again, "well, about the house")
+    assert options == (
+        "I can move your appointment to another time, or connect you with one of our agents. Which would you like? "
+    )
+    assert "connect you with one of our agents" in await talk(again, "hmm, the parking")
 
 
 async def test_persisting_an_unchanged_session_does_not_write() -> None:
