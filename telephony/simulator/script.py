@@ -82,18 +82,24 @@ class CallerScript:
         return tuple(dict.fromkeys(texts))
 
 
-#: A home buyer answering a lead-qualification bot: intent, size and area, budget, timeline.
-#: The timeline line interrupts the bot's reply to the budget, to exercise barge-in.
+#: A home buyer calling the office: name and intent to the Lead bot (Ava), who hands them to the
+#: Buyer bot (Maya); several answers per line, as callers give them; then a showing is picked from
+#: the offered slots, confirmed and booked, and the bot says goodbye and hangs up. The second line
+#: cuts into the end of Maya's first question (the caller knows what is coming), to exercise
+#: barge-in. Every line is one Whisper tiny.en transcribes reliably from Piper's voice, and long
+#: enough to be taken as a turn.
 HOME_BUYER_SCRIPT = CallerScript(
     name="home-buyer",
     steps=(
-        CallerLine("Hi, yes. I'm looking to buy a house in Austin."),
-        CallerLine("A three bedroom house, ideally near good schools."),
-        CallerLine("My budget is about four hundred thousand dollars."),
+        CallerLine("Hi, this is Sarah Miller. We'd like to buy a house in Austin."),
+        # Ava's bridge and Maya's greeting take about 13 s; 12 s in, Maya is asking about rooms.
         CallerLine(
-            "Sorry to cut in, we need to move within two months.",
-            barge_in_after_ms=1500,
+            "Three bedrooms and two bathrooms, for about four hundred thousand dollars.", barge_in_after_ms=12_000
         ),
-        CallerLine("Yes, that works for me. Thank you!"),
+        CallerLine("We still need a lender, and we'd like to move in about two months."),
+        CallerLine("We're relocating for work, and we need a garage and a big yard for the dog."),
+        CallerLine("No, we don't need to sell a house first."),
+        CallerLine("The first one works for me."),
+        CallerLine("Yes, please book it."),
     ),
 )
