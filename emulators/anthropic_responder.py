@@ -7,7 +7,7 @@ Stateless, like the API: every request is answered from what it carries. The cal
 already in the history (``find_slots`` and ``book_appointment``, in order), and a calendar request
 not answered yet becomes the tool call to make now. The replayed turn becomes a series of model
 steps, each some text and the tool calls that end it (``record_answers`` with what was learned
-since the last one, ``hand_off``, ``find_slots``, ``book_appointment``, ``transfer_to_human``,
+and is not recorded by a call in the history yet, ``hand_off``, ``find_slots``, ``book_appointment``, ``transfer_to_human``,
 ``end_call``); the assistant messages since the caller spoke say how many steps were taken.
 The day and the caller's time zone come from the system prompt (bots/llm_bot.py ``CALL_FACTS``).
 """
@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from bots.base import BotAction, CallContext, EndCall, HandedOff, Say, TransferOutcome, TransferToHuman
 from bots.calendar import Appointment, Calendar, CalendarError, Contact, Slot, SlotTaken
 from bots.llm_bot import CALL_EVENT, CALL_FACTS, TRANSFER_NOTE
-from bots.persona import DEFAULT_PERSONA, BotRole, Persona
+from bots.persona import DEFAULT_PERSONA, ROLES, BotRole, Persona
 from bots.qualifier import QualifierOptions, QualifyingBot
 from emulators.anthropic import MessagesRequest, ReplyBlock, ScriptedBrainResponder, TextReply, ToolUseReply
 from runtime.clock import MonotonicClock
@@ -54,33 +54,53 @@ class _Entry:
     input: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _no_answers() -> Answers:
+    return {role: {} for role in ROLES}
+
+
 @dataclass(kw_only=True)
 class _Transcript:
-    """What a request carries, as the replay needs it."""
+    """What a request carries, as the replay needs it. ``recorded`` is what the model's
+    ``record_answers`` calls that ran saved, per bot: a call cut off with its reply (the caller
+    barged in) is not in the history, so what it would have saved is still to record."""
 
     events: list[str] = field(default_factory=list)
     results: list[tuple[str, str, bool]] = field(default_factory=list)
     steps_taken: int = 0
+    recorded: Answers = field(default_factory=_no_answers)
+    role: BotRole = "lead"
 
     @classmethod
     def of(cls, request: MessagesRequest) -> _Transcript:
-        transcript, names = cls(), {}
+        transcript, calls = cls(), {}
         for message in request.messages:
             if message["role"] == "assistant":
                 transcript.steps_taken += 1
-                names.update({b["id"]: b["name"] for b in message["content"] if b["type"] == "tool_use"})
+                calls.update({b["id"]: b for b in message["content"] if b["type"] == "tool_use"})
                 continue
             for block in message["content"]:
-                transcript.add(block, names)
+                transcript.add(block, calls)
         return transcript
 
-    def add(self, block: Mapping[str, Any], names: Mapping[str, str]) -> None:
+    def add(self, block: Mapping[str, Any], calls: Mapping[str, Mapping[str, Any]]) -> None:
         if block["type"] == "text":
             self.events.append(block["text"])
             self.steps_taken = 0
-        elif block["type"] == "tool_result" and names.get(block["tool_use_id"]) in _CALENDAR_TOOLS:
-            name = names[block["tool_use_id"]]
-            self.results.append((name, _result_text(block.get("content", "")), bool(block.get("is_error"))))
+            return
+        call = calls.get(block.get("tool_use_id", "")) if block["type"] == "tool_result" else None
+        if call is None:
+            return
+        if call["name"] in _CALENDAR_TOOLS:
+            self.results.append((call["name"], _result_text(block.get("content", "")), bool(block.get("is_error"))))
+        elif not block.get("is_error"):
+            self._ran(call["name"], call["input"])
+
+    def _ran(self, name: str, given: Mapping[str, Any]) -> None:
+        """A state tool the brain carried out: answers saved for the bot speaking, or a new bot."""
+        if name == "record_answers":
+            self.recorded[self.role].update(given)
+        elif name == "hand_off":
+            self.role = next((role for role in ROLES if role == given.get("to")), self.role)
 
 
 def _result_text(content: Any) -> str:
@@ -171,14 +191,13 @@ class _Replay:
         )
         self.calendar.kind = lambda: str((self.bot.snapshot()["booking"] or {}).get("kind", "callback"))
 
-    async def last_turn(self, events: list[str]) -> tuple[Answers, list[_Entry]]:
-        """What the bot knew before the last event, and what it did on it."""
+    async def last_turn(self, events: list[str]) -> list[_Entry]:
+        """What the bot did on the last event."""
         for event in events[:-1]:
             await self._event(event)
-        before = self._answers()
         self.entries = []
         await self._event(events[-1])
-        return before, self.entries
+        return self.entries
 
     async def _event(self, text: str) -> None:
         """One caller turn or call event; a turn left half-done in the history stops early."""
@@ -271,8 +290,8 @@ class CoreResponder:
         today, tz = self._facts(request.system)
         persona = dataclasses.replace(self.persona, timezone=tz)
         now = datetime.combine(today, time(0), tzinfo=ZoneInfo(tz))
-        before, entries = await _Replay(persona, self.options, transcript, now).last_turn(transcript.events)
-        steps = model_steps(entries, before)
+        entries = await _Replay(persona, self.options, transcript, now).last_turn(transcript.events)
+        steps = model_steps(entries, transcript.recorded)
         return steps[transcript.steps_taken] if transcript.steps_taken < len(steps) else []
 
     def _facts(self, system: str) -> tuple[date, str]:

@@ -258,3 +258,30 @@ async def test_a_saved_session_is_resumed_by_the_next_call() -> None:
     assert "Sarah Jones" in str(again.history[0].content[0])  # the model is told what it knew
     assert factory.fixed_phrases() == [DEFAULT_PERSONA.greeting("lead")]
     assert factory.voices() == ["lead", "buyer", "seller"]
+
+
+async def test_what_the_caller_said_before_a_cut_hand_off_reply_is_recorded_on_the_next_turn(
+    emulator: Emulator,
+) -> None:
+    """The caller barges into the new bot's first words: the cut reply's record_answers never
+    ran. The emulated model, like a real one reading the history, records the areas, property
+    type and rooms of that first turn on its next one."""
+    bot = new_bot(emulator.llm())
+    replies = bot.respond("Hi, I'm Sarah Jones and I want to buy a three bedroom house in Austin")
+    heard: list[BotAction] = []
+    async for action in replies:
+        heard.append(action)
+        if isinstance(action, HandedOff):
+            break  # the new bot's first words are out: the caller talks over them
+    await replies.aclose()
+    bot.interrupted(said(heard))
+    assert bot.snapshot()["bot"] == "buyer" and bot.snapshot()["answers"]["buyer"] == {}
+
+    reply = said(await turn(bot, "around 450 thousand"))
+
+    buyer = bot.snapshot()["answers"]["buyer"]
+    assert buyer["areas"] == ["Austin"] and buyer["property_type"] == ["house"]
+    assert buyer["rooms"]["bedrooms"] == 3 and buyer["price"]["target"] == 450_000
+    assert reply.strip().endswith(
+        "How are you planning to pay: are you pre-approved, paying cash, or still looking for a lender?"
+    )
