@@ -55,7 +55,7 @@ from bots.llm_tools import (
     tools_for,
 )
 from bots.persona import ROLES, BotRole, Persona
-from bots.qualifier import QualifierOptions, lead_phone, wants_person
+from bots.qualifier import QualifierOptions, booked_for, lead_phone, wants_person
 from bots.scoring import Score, score_lead
 from bots.session_state import STATE_VERSION, BotSessionStore, resumable
 from runtime.clock import Clock, MonotonicClock
@@ -196,6 +196,8 @@ class _Conversation:
     interruptions: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     last_activity: datetime | None = None
+    #: appointments replaced by a reschedule, for the team to cancel (the calendar has no cancel)
+    cancel_pending: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,7 @@ class LlmBot(Bot):
             "appointment": c.appointment,
             "booking": copy.deepcopy(c.booking),
             "next_step": c.next_step,
+            "cancel_pending": copy.deepcopy(c.cancel_pending),
             "effectiveness": self.effectiveness(),
             "interrupted_after": list(c.interruptions),
             "brain": "llm",
@@ -584,6 +587,8 @@ class LlmBot(Bot):
             raise
         slot = Slot(appointment.start, appointment.end)
         record = {"id": appointment.id, "kind": kind, "title": appointment.title, **slot_json(slot, self.tz)}
+        if c.appointment is not None:  # a reschedule: the earlier one is for the team to cancel
+            c.cancel_pending.append(c.appointment)
         c.appointment = record
         c.booking.update(stage="done", appointment=record)
         c.stage, c.next_step = "done", kind
@@ -633,6 +638,7 @@ class LlmBot(Bot):
             "last_activity": (c.last_activity or self._now()).isoformat(),
             "stage": c.stage,
             "booking": copy.deepcopy(c.booking),
+            "cancel_pending": copy.deepcopy(c.cancel_pending),
         }
 
     async def persist(self) -> None:
@@ -660,9 +666,14 @@ class LlmBot(Bot):
         c.visited = [role for role in saved.get("visited", [c.role]) if role in ROLES] or [c.role]
         c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
         c.appointment, c.next_step = saved.get("appointment"), saved.get("next_step")
-        c.stage = "done" if c.appointment else "qualifying"
+        c.cancel_pending = list(saved.get("cancel_pending", []))
         known = {role: c.flows[role].answers for role in ROLES if c.flows[role].answers}
         resumed = f"{CALL_EVENT} The caller rang back; what they told us before: {json.dumps(known)}"
+        if c.appointment:
+            resumed += (
+                f". {booked_for(c.appointment, self.tz)} You asked how you can help. To reschedule, offer new "
+                "times (find_slots) and book the chosen one: the earlier one is then marked to be cancelled."
+            )
         self._append("user", (TextBlock(text=resumed),))
 
     def _resume_greeting(self) -> str:
@@ -670,7 +681,7 @@ class LlmBot(Bot):
         bot = self.persona.bot(self._c.role)
         hello = f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
         if self._c.appointment:
-            return f"{hello} You're booked for {self._c.appointment['spoken']}. Is there anything else I can do?"
+            return f"{hello} {booked_for(self._c.appointment, self.tz)} How can I help you today?"
         return f"{hello} Let's pick up where we left off."
 
 

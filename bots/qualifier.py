@@ -454,17 +454,10 @@ class QualifyingBot(Bot):
             yield self._say("Which would you like?")
 
     def _booked_for(self, appointment: dict[str, Any]) -> str:
-        """ "I see your showing is booked for Monday, December 7th at 11:15 AM." """
-        name, when = self._described(appointment)
-        return f"I see your {name} is booked for {when}."
+        return booked_for(appointment, self._tz())
 
     def _described(self, appointment: dict[str, Any]) -> tuple[str, str]:
-        """What an appointment is, and when in the caller's zone (said anew: the caller may
-        have been told in another zone's words before)."""
-        start, end = datetime.fromisoformat(appointment["start"]), datetime.fromisoformat(appointment["end"])
-        return _BOOKING_NAMES.get(str(appointment.get("kind")), "appointment"), spoken_slot(
-            Slot(start, end), self._tz()
-        )
+        return described(appointment, self._tz())
 
     def _replaced(self) -> str:
         """The old appointment goes on the to-cancel list: the calendar has no cancel."""
@@ -583,6 +576,19 @@ class QualifyingBot(Bot):
             return f"{hello} {self._booked_for(self._c.appointment)} How can I help you today?"
         question = self._c.flows[self._c.role].ask_next()
         return f"{hello} Let's pick up where we left off. {question or 'Shall we find you a time?'}"
+
+
+def described(appointment: dict[str, Any], tz: str) -> tuple[str, str]:
+    """What a saved appointment is ("showing"), and when in zone ``tz`` (said anew: it may have
+    been said in another zone's words before)."""
+    start, end = datetime.fromisoformat(appointment["start"]), datetime.fromisoformat(appointment["end"])
+    return _BOOKING_NAMES.get(str(appointment.get("kind")), "appointment"), spoken_slot(Slot(start, end), tz)
+
+
+def booked_for(appointment: dict[str, Any], tz: str) -> str:
+    """ "I see your showing is booked for Monday, December 7th at 11:15 AM." """
+    name, when = described(appointment, tz)
+    return f"I see your {name} is booked for {when}."
 
 
 def _appointment_record(step: BookingStep, kind: str | None, tz: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from bots.business_hours import BusinessHours
 from bots.llm_bot import LlmBot, LlmBotFactory
 from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA
+from bots.qualifier import QualifyingBotFactory
 from bots.session_state import MemoryBotSessionStore
 from emulators.control import Fault
 from runtime.llm import (
@@ -31,7 +32,7 @@ from runtime.llm import (
     Usage,
 )
 from tests.test_anthropic import Emulator, running_emulator
-from tests.test_qualifier import NOW, SteppingClock, context
+from tests.test_qualifier import BUYER_LINES, NOW, SteppingClock, context
 
 
 @pytest.fixture
@@ -285,3 +286,28 @@ async def test_what_the_caller_said_before_a_cut_hand_off_reply_is_recorded_on_t
     assert reply.strip().endswith(
         "How are you planning to pay: are you pre-approved, paying cash, or still looking for a lender?"
     )
+
+
+async def test_a_caller_who_booked_is_greeted_with_it_and_a_new_booking_marks_the_old_one_to_cancel() -> None:
+    store, calendar = MemoryBotSessionStore(), LocalCalendar(BusinessHours())
+    options: dict[str, Any] = {"persona": DEFAULT_PERSONA, "calendar": calendar, "now": lambda: NOW, "store": store}
+    scripted = QualifyingBotFactory(**options).create(context())
+    for line in [*BUYER_LINES, "the first one", "yes"]:
+        [a async for a in scripted.respond(line)]
+    await scripted.persist()
+    new_time = "2026-12-08T12:00:00-06:00"
+    model = ScriptedModel(tool_reply(("book_appointment", {"kind": "showing", "start": new_time})), text_reply("Done."))
+
+    again = await LlmBotFactory(model, **options).create_for_caller(context())
+    assert again.greeting() == (
+        "Hi Sarah Jones, welcome back to Lakeside Realty! It's Maya again. I see your showing is booked for "
+        "Monday, December 7th at 11:15 AM. How can I help you today?"
+    )
+    assert "I see your showing is booked for Monday, December 7th at 11:15 AM." in str(again.history[0].content[0])
+    assert not again.done and again.snapshot()["stage"] == "qualifying"  # it goes on
+    await turn(again, "I need to reschedule to Tuesday at noon")
+
+    old, new = calendar.appointments
+    snapshot = again.snapshot()
+    assert snapshot["appointment"]["id"] == new.id and new.start.isoformat() == new_time
+    assert [a["id"] for a in snapshot["cancel_pending"]] == [old.id]
