@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from bots.base import BotFactory
 from runtime.bot_shelf import BotShelf
+from runtime.call_archive import CallArchive
 from runtime.config import Settings
 from runtime.engines import EngineOptions, Engines, load_engines
+from runtime.metrics import CallMetrics
 from runtime.report import ReportStore
 from runtime.session import CallSession
 from runtime.transfers import Transfers
@@ -38,6 +41,10 @@ class ServerState:
     #: vendor clients the app owns, closed at shutdown
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     validator: WebhookValidator = field(init=False)
+    #: every call's record, events, transcript and analytics into the store (when calls are kept)
+    archive: CallArchive | None = None
+    #: the server's Prometheus metrics (``/metrics``)
+    metrics: CallMetrics = field(default_factory=lambda: CallMetrics(CollectorRegistry()))
     #: bots waiting for their call's stream (prepared by the voice webhook, or parked in a transfer)
     shelf: BotShelf = field(default_factory=BotShelf)
     transfers: Transfers = field(init=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ class BotCoreOptions:
     #: GoHighLevel calendar and CRM; None: the embedded calendar (business hours in memory).
     ghl: GhlOptions | None = None
     #: how long a transfer may ring the agent and wait for each step, the caller on hold
-    transfer: TransferOptions = TransferOptions()
+    transfer: TransferOptions = field(default_factory=TransferOptions)
 
 
 def read_bot_core(env: Mapping[str, str], problems: list[str]) -> BotCoreOptions:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from runtime.bot_config import BotCoreOptions, read_bot_core
 from runtime.engines import EngineOptions
+from runtime.storage_config import StorageOptions, read_storage
 from runtime.vendors import VendorOptions
 from telephony.e164 import is_e164
 
@@ -180,6 +181,7 @@ class Settings:
     persona: PersonaOptions = field(default_factory=PersonaOptions)
     dial: DialOptions = field(default_factory=DialOptions)
     bot_core: BotCoreOptions = field(default_factory=BotCoreOptions)
+    storage: StorageOptions = field(default_factory=StorageOptions)
 
     @property
     def stream_url(self) -> str:
@@ -257,6 +259,7 @@ class _EnvReader:
             ),
         )
         values["bot_core"] = read_bot_core(self.env, self.problems)
+        values["storage"] = read_storage(self.env, self.problems)
         values.update(overrides)
         if self.problems:
             raise ConfigError(self.problems)

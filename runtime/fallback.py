@@ -82,6 +82,10 @@ class FallbackSttStream(SttStream):
         self._primary.speech_started()
         self._fallback.speech_started()
 
+    def speech_continued(self) -> None:
+        self._primary.speech_continued()
+        self._fallback.speech_continued()
+
     def speech_paused(self) -> None:
         self._primary.speech_paused()
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from analytics.recording import StereoRecorder
+from analytics.records import RecordingRecord
 from bots.base import CallContext
 from runtime.app_state import STATE, ServerState
 from runtime.clock import MonotonicClock
@@ -62,6 +65,7 @@ class _MediaConnection:
         self.session: CallSession | None = None
         self.report: CallReport | None = None
         self.task: asyncio.Task[str] | None = None
+        self.recorder: StereoRecorder | None = None
 
     async def serve(self) -> None:
         try:
@@ -159,6 +163,9 @@ class _MediaConnection:
             log.warning("stream started for a finished call", extra={"call_sid": start.call_sid})
         self.report = report
         returning = params.get(OUTCOME_PARAMETER)
+        if state.archive is not None:
+            state.archive.call_started(report)
+        self.recorder = self._recorder(start.call_sid, first_stream=returning is None)
         self.session = session = CallSession(
             context=context,
             stream_sid=start.stream_sid,
@@ -166,15 +173,28 @@ class _MediaConnection:
             engines=state.engines,
             settings=state.settings,
             send=self.ws.send_str,
-            sink=FanoutSink([state.reports]),
+            sink=FanoutSink([state.reports, *([state.archive] if state.archive is not None else [])]),
             clock=MonotonicClock(),
             transfer=lambda request: state.transfers.start(context, session.bot, request, at=session.elapsed),
             returning_from_transfer=bot_outcome(returning) if returning is not None else None,
+            recorder=self.recorder,
         )
         state.live[start.call_sid] = session
         self.task = asyncio.create_task(self._run_session(self.session), name=f"call-{start.call_sid}")
         log.info("stream started", extra={"call_sid": start.call_sid, "stream_sid": start.stream_sid})
         return True
+
+    def _recorder(self, call_sid: str, *, first_stream: bool) -> StereoRecorder | None:
+        """The call's stereo recording, when calls are recorded. A caller back from a failed
+        transfer is not recorded again (the call's recording is its first stream's)."""
+        storage = self.state.settings.storage
+        if not (storage.keep_calls and storage.record_calls and first_stream and self.state.archive is not None):
+            return None
+        try:
+            return StereoRecorder(storage.recordings_dir / f"{call_sid}.wav")
+        except OSError:
+            log.exception("cannot open the call's recording; the call goes on unrecorded", extra={"call_sid": call_sid})
+            return None
 
     async def _run_session(self, session: CallSession) -> str:
         reason = await session.run()
@@ -211,3 +231,13 @@ class _MediaConnection:
         report.dropped_inbound_frames = session.dropped_frames
         report.bot_state = session.bot_state()
         log.info("call ended", extra={"call_sid": session.context.call_sid, "reason": session.end_reason})
+        recording = self._close_recording(report)
+        if self.state.archive is not None and not session.transferring:
+            await self.state.archive.call_ended(report, recording)
+
+    def _close_recording(self, report: CallReport) -> RecordingRecord | None:
+        if self.recorder is None:
+            return None
+        self.recorder.close()
+        context = report.context
+        return self.recorder.to_record(call_sid=context.call_sid, tenant=context.tenant, created_at=datetime.now(UTC))

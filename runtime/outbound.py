@@ -116,6 +116,8 @@ class OutboundAudio:
         self.stats = PacingStats()
         #: called with (utterance, time) when an utterance's first frame is written
         self.on_first_frame: Callable[[str, float], None] | None = None
+        #: called with (audio, time) for every frame written (the call's recording)
+        self.on_frame: Callable[[bytes, float], None] | None = None
         self._last_utterance = ""
 
     @property
@@ -170,6 +172,8 @@ class OutboundAudio:
             await self._send(media_message(self._stream_sid, frame.audio))
         now = self._clock.now()
         self.stats.record(max(0.0, now - due), late=self._schedule.sent(now))
+        if self.on_frame is not None:
+            self.on_frame(frame.audio, now)
         if frame.utterance != self._last_utterance:
             self._last_utterance = frame.utterance
             if self.on_first_frame is not None:

@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
+from analytics.bot_sessions import StoredBotSessions
 from bots.base import BotFactory, CallContext
 from runtime.app_state import STATE, ServerState
 from runtime.bot_wiring import build_bot_factory
+from runtime.call_keeping import add_call_keeping, open_call_store
 from runtime.config import Settings
 from runtime.dialer import add_dial_routes
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.media_socket import media_stream
+from runtime.metrics import add_metrics_routes
 from runtime.report import CallReport
 from runtime.speech import TextToSpeech
 from runtime.stream_twiml import STREAM_TOKEN_TTL_S, stream_twiml
@@ -43,10 +46,14 @@ def create_app(
     ``bots`` defaults to the configured bot core (``runtime.bot_wiring``)."""
     app = web.Application(client_max_size=256 * 1024)
     closers: list[Callable[[], Awaitable[None]]] = []
+    store = open_call_store(settings)
     if bots is None:
-        bots = build_bot_factory(settings, closers)
+        bots = build_bot_factory(settings, closers, StoredBotSessions(store) if store is not None else None)
     app[STATE] = ServerState(settings=settings, bots=bots, engines=engines, load=load)
     app[STATE].closers.extend(closers)
+    add_metrics_routes(app, app[STATE].metrics.registry)
+    if store is not None:
+        add_call_keeping(app, store)
     app.router.add_get("/health", health)
     app.router.add_post("/twilio/voice", voice_webhook)
     app.router.add_post("/twilio/status", status_callback)

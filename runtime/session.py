@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from analytics.recording import StereoRecorder
 from bots.base import Bot, BotAction, CallContext, EndCall, HandedOff, Notice, TransferOutcome, TransferToHuman
 from runtime.audio import duration_ms, ulaw_to_pcm
 from runtime.clock import Clock
@@ -191,6 +192,7 @@ class CallSession:
         clock: Clock,
         transfer: TransferHook | None = None,
         returning_from_transfer: TransferOutcome | None = None,
+        recorder: StereoRecorder | None = None,
     ) -> None:
         self.context = context
         self.bot = bot
@@ -203,6 +205,9 @@ class CallSession:
         self._turns = TurnDetector(settings.turn, engines.vad.window_ms)
         self.outbound = OutboundAudio(send, stream_sid, clock, settings.output.lead_ms)
         self.outbound.on_first_frame = self._on_first_frame
+        self._recorder = recorder
+        if recorder is not None:
+            self.outbound.on_frame = self._record_bot_frame
         self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(INBOUND_QUEUE_FRAMES)
         self._group: asyncio.TaskGroup | None = None
         self._ended = asyncio.Event()
@@ -249,12 +254,19 @@ class CallSession:
     # --- inputs from the socket handler (never block) -------------------------------------
 
     def feed_media(self, ulaw: bytes) -> None:
+        now = self._clock.now()
+        if self._recorder is not None:
+            self._recorder.caller(ulaw, now - self.started_at)
         try:
-            self._inbound.put_nowait((ulaw, self._clock.now()))
+            self._inbound.put_nowait((ulaw, now))
         except asyncio.QueueFull:
             self._inbound.get_nowait()
-            self._inbound.put_nowait((ulaw, self._clock.now()))
+            self._inbound.put_nowait((ulaw, now))
             self.dropped_frames += 1
+
+    def _record_bot_frame(self, ulaw: bytes, at: float) -> None:
+        assert self._recorder is not None
+        self._recorder.bot(ulaw, at - self.started_at)
 
     def on_mark(self, name: str) -> None:
         """Twilio played everything queued before this mark (or flushed it on ``clear``)."""
@@ -375,7 +387,7 @@ class CallSession:
         elif isinstance(signal, SpeechResumed):
             if self._reply is not None and not self._reply.gate.is_set():
                 self._cancel_reply()  # the draft was premature: the caller goes on
-                self._stt.speech_started()  # the first part was taken by the draft's recognition
+                self._stt.speech_continued()  # the first part was taken by the draft's recognition
             else:
                 self._stt.speech_resumed()
         elif isinstance(signal, SpeechSustained):

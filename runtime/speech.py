@@ -97,6 +97,12 @@ class SttStream(ABC):
     def speech_resumed(self) -> None:
         """The caller went on after a pause: anything started at the pause is void."""
 
+    def speech_continued(self) -> None:
+        """The caller went on after a pause whose draft reply already took the utterance so far
+        (``finish_utterance`` was called at the pause): what follows is the rest of the same
+        turn. An engine that recognises audio simply starts a new utterance here."""
+        self.speech_started()
+
     @abstractmethod
     def discard_utterance(self) -> None:
         """Forget the current utterance (for example a noise burst that was not a turn)."""

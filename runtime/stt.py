@@ -247,14 +247,18 @@ class ScriptedStt(SpeechToText):
     starts at the first line and cycles; the audio itself is ignored.
     """
 
-    def __init__(self, lines: Sequence[str], *, latency_s: float = 0.0) -> None:
+    def __init__(self, lines: Sequence[str], *, latency_s: float = 0.0, lines_are_turns: bool = True) -> None:
+        """``lines_are_turns``: each line is a caller's whole turn, so speech that goes on after
+        a pause (whose draft reply took the line) adds no words; False: every utterance, however
+        short, is the next line (a script of fragments)."""
         if not lines or latency_s < 0:
             raise ValueError("a script needs at least one line and a latency >= 0")
         self._lines = tuple(lines)
         self._latency_s = latency_s
+        self._lines_are_turns = lines_are_turns
 
     def open_stream(self, call_sid: str) -> ScriptedSttStream:
-        return ScriptedSttStream(self._lines, self._latency_s)
+        return ScriptedSttStream(self._lines, self._latency_s, lines_are_turns=self._lines_are_turns)
 
     async def aclose(self) -> None:
         """No model, no threads: nothing to release."""
@@ -264,11 +268,16 @@ class ScriptedSttStream(SttStream):
     """Returns the script line by line; only ``finish_utterance`` advances it. Speculates at
     pauses like the real recogniser, so the pipeline's handling of it can be measured."""
 
-    def __init__(self, lines: tuple[str, ...], latency_s: float, *, start: int = 0) -> None:
+    def __init__(
+        self, lines: tuple[str, ...], latency_s: float, *, start: int = 0, lines_are_turns: bool = True
+    ) -> None:
         self._lines = lines
+        self._lines_are_turns = lines_are_turns
         self._next = start % len(lines)
         self._latency_s = latency_s
         self._speculation = _Speculation()
+        #: the turn goes on after a draft took its line (``speech_continued``)
+        self._continuing = False
 
     @property
     def position(self) -> int:
@@ -281,6 +290,10 @@ class ScriptedSttStream(SttStream):
     def speech_started(self) -> None:
         """Ignored: the script decides what was said."""
 
+    def speech_continued(self) -> None:
+        """With whole turns as lines, the line was taken at the pause: the rest adds no words."""
+        self._continuing = self._lines_are_turns
+
     def speech_paused(self) -> None:
         self._speculation.start(self._recognise())
 
@@ -290,17 +303,21 @@ class ScriptedSttStream(SttStream):
     async def _recognise(self) -> Transcript:
         started = time.perf_counter()
         await asyncio.sleep(self._latency_s)
-        return Transcript(text=self._lines[self._next], engine_ms=(time.perf_counter() - started) * 1000)
+        text = "" if self._continuing else self._lines[self._next]
+        return Transcript(text=text, engine_ms=(time.perf_counter() - started) * 1000)
 
     async def finish_utterance(self) -> Transcript:
         speculative = self._speculation.take()
         transcript = await (_settle(speculative) if speculative is not None else self._recognise())
-        self._next = (self._next + 1) % len(self._lines)
+        if not self._continuing:
+            self._next = (self._next + 1) % len(self._lines)
+        self._continuing = False
         return transcript
 
     def discard_utterance(self) -> None:
         """Nothing buffered; the script does not advance."""
         self._speculation.cancel()
+        self._continuing = False
 
     async def aclose(self) -> None:
         self._speculation.cancel()

@@ -20,6 +20,7 @@ from runtime.bot_config import BotCoreOptions
 from runtime.config import Settings, SilenceOptions
 from runtime.engines import EngineOptions, Engines, load_engines
 from runtime.server import create_app
+from runtime.storage_config import StorageOptions
 from runtime.stt import WhisperStt
 from runtime.tts import PiperTts
 
@@ -80,7 +81,8 @@ class RunningServer:
 def make_settings(port: int, **overrides: Any) -> Settings:
     """Settings of a test server. Its calls get the minimal three-question Lead bot unless a test
     asks for another: the pipeline's tests want a conversation that never branches, and the bot
-    core's whole calls are tested on their own (tests/test_qualifier_calls.py)."""
+    core's whole calls are tested on their own (tests/test_qualifier_calls.py). Nothing is kept
+    beyond the in-memory reports unless a test asks (tests/test_call_keeping.py)."""
     base = Settings.from_env(
         {},
         twilio_auth_token=AUTH_TOKEN,
@@ -89,6 +91,8 @@ def make_settings(port: int, **overrides: Any) -> Settings:
         public_url=f"http://127.0.0.1:{port}",
         silence=SilenceOptions(prompt_after_s=30, hangup_after_prompt_s=30),
         bot_core=BotCoreOptions(core="lead"),
+        # Calls are kept (store, bus, recordings) only by the tests about keeping them.
+        storage=StorageOptions(keep_calls=False),
     )
     return dataclasses.replace(base, **overrides)
 

@@ -31,6 +31,7 @@ from runtime.stt import ScriptedStt, ScriptedSttStream
 from runtime.tts import ScriptedTts
 from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
 from telephony.simulator.script import CallerLine, CallerScript, Hangup
+from telephony.simulator.turns import CallerTiming
 from telephony.transfer import TransferOptions
 from tests.conftest import AUTH_TOKEN, RunningServer, StartServer
 from tests.test_outbound_dial import dialling
@@ -144,6 +145,7 @@ async def call_in(office: Office, lines: Sequence[str], http: aiohttp.ClientSess
         to_number=OUR_NUMBER,
         script=CallerScript("caller", tuple(CallerLine(line, pause_ms=300) for line in lines)),
         max_duration_s=100,
+        timing=CallerTiming(linger_ms=5000),  # waits for the server to hang up, even on a busy machine
     )
     result = await run_simulated_call(options, tts=ScriptedTts(), session=http)
     assert result.error is None, result.error

@@ -314,7 +314,8 @@ async def test_a_reply_started_at_a_pause_is_rolled_back_when_the_caller_goes_on
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
     bot = Undoable()
-    stt = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["I want a house", "in Austin"]), tts=ScriptedTts())
+    fragments = ScriptedStt(["I want a house", "in Austin"], lines_are_turns=False)
+    stt = Engines(vad=scripted_engines.vad, stt=fragments, tts=ScriptedTts())
     server = await start_server(stt, OneBot(bot))
     driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.let_bot_finish(2.5)

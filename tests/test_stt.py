@@ -296,3 +296,22 @@ async def test_whisper_speculation_gives_the_same_transcript(whisper: WhisperStt
     second = await speculative.finish_utterance()
     assert second.speculative and not first.speculative
     assert second.text == first.text
+
+
+async def test_a_scripted_turn_that_goes_on_after_its_draft_adds_no_words() -> None:
+    """Lines are whole turns: a draft at a pause takes the line; the rest of the turn is empty,
+    and the next turn is the next line."""
+    stream = ScriptedStt(["I want a house in Austin", "Around 400k"]).open_stream("CA1")
+    stream.speech_paused()
+    assert (await stream.finish_utterance()).text == "I want a house in Austin"  # the draft's
+    stream.speech_continued()
+    assert (await stream.finish_utterance()).text == ""
+    stream.speech_started()
+    assert (await stream.finish_utterance()).text == "Around 400k"
+
+
+async def test_a_scripted_script_of_fragments_gives_every_utterance_a_line() -> None:
+    stream = ScriptedStt(["I want a house", "in Austin"], lines_are_turns=False).open_stream("CA1")
+    assert (await stream.finish_utterance()).text == "I want a house"
+    stream.speech_continued()
+    assert (await stream.finish_utterance()).text == "in Austin"

@@ -111,10 +111,11 @@ def assert_every_line_answered(report: CallReport) -> list[TurnLatency]:
 
 def assert_qualified_by_claude(state: dict[str, Any]) -> None:
     """BENCH_SCRIPT's answers, as Claude (the emulator) recorded them through its tools, and the
-    showing it booked. (The first turn's areas and rooms are not asserted: the caller's barge-in
-    cuts the reply in which the emulated model would have recorded them for the Buyer bot.)"""
+    showing it booked (the first turn's areas and rooms too: the caller's barge-in cuts the reply
+    in which the model would record them, so it records them on its next turn)."""
     assert state["brain"] == "llm", state
     buyer = state["answers"]["buyer"]
+    assert buyer["areas"] == ["Austin"] and buyer["rooms"]["bedrooms"] == 3
     assert buyer["price"]["target"] == 400_000
     assert buyer["financing"] == "needs lender" and buyer["timeline"]["bucket"] == "0-3 months"
     assert state["appointment"]["kind"] == "showing"
