@@ -7,6 +7,8 @@ COPY runtime ./runtime
 COPY bots ./bots
 COPY telephony ./telephony
 COPY loadtests ./loadtests
+COPY analytics ./analytics
+COPY emulators ./emulators
 RUN python -m venv /opt/leadline \
  && /opt/leadline/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/leadline/bin/pip install --no-cache-dir -c constraints.txt .
@@ -18,7 +20,8 @@ ENV PATH=/opt/leadline/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     LEADLINE_HOST=0.0.0.0 \
-    LEADLINE_PORT=8080
+    LEADLINE_PORT=8080 \
+    LEADLINE_DATA_DIR=/home/leadline/data
 USER leadline
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
