@@ -71,7 +71,7 @@ async def run_demo(output_dir: Path, out: TextIO = sys.stdout, port: int = DEMO_
     env = DEMO_SERVER_ENV | {"LEADLINE_DATA_DIR": str(data_dir)}
     async with local_server(port, log_path, **env) as server, aiohttp.ClientSession() as http:
         engines = await engines_loading
-        print("server ready; placing the call\n", file=out)
+        print("server ready; placing the call (the bot's lines as the caller heard them, through Whisper)\n", file=out)
         options = SimulatedCallOptions(
             public_url=server.url,
             auth_token=server.auth_token,

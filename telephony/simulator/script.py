@@ -97,7 +97,7 @@ HOME_BUYER_SCRIPT = CallerScript(
             "Three bedrooms and two bathrooms, for about four hundred thousand dollars.", barge_in_after_ms=12_000
         ),
         CallerLine("We still need a lender, and we'd like to move in about two months."),
-        CallerLine("We're relocating for work, and we need a garage and a big yard for the dog."),
+        CallerLine("We're moving for a new job in town and we need a garage and a big yard for the dog."),
         CallerLine("No, we don't need to sell a house first."),
         CallerLine("The first one works for me."),
         CallerLine("Yes, please book it."),
