@@ -596,6 +596,8 @@ class LlmBot(Bot):
         return _ToolOutcome(result=json.dumps({"booked": record}))
 
     async def _transfer_to_human(self, given: Mapping[str, Any]) -> _ToolOutcome:
+        if not self.options.transfers:
+            raise ToolError("no agent can take a call right now: offer a callback (find_slots, book_appointment)")
         c = self._c
         c.stage, c.next_step = "transferring", f"transfer: {text_field(given, 'reason')}"
         transfer = TransferToHuman(reason=c.next_step, briefing=self.summary())

@@ -109,6 +109,9 @@ def wants_person(text: str) -> bool:
 class QualifierOptions:
     rules: HandoffRules = field(default_factory=HandoffRules)
     resume_window: timedelta = DEFAULT_RESUME_WINDOW
+    #: a person can be reached now (warm transfers are configured); if not, a caller who wants
+    #: one, or a hot lead, is offered a callback instead of a transfer that cannot happen
+    transfers: bool = True
 
 
 @dataclass(kw_only=True)
@@ -358,6 +361,10 @@ class QualifyingBot(Bot):
             yield action
 
     async def _offer_transfer(self, reason: str) -> AsyncIterator[BotAction]:
+        if not self.options.transfers:
+            async for action in self._no_one_to_transfer_to(reason):
+                yield action
+            return
         self._c.stage = "confirm_transfer"
         self._c.next_step = f"transfer: {reason}"
         if reason == "hot lead":
@@ -365,6 +372,17 @@ class QualifyingBot(Bot):
         else:
             yield self._say("Of course. I can connect you with one of our agents right now.")
         yield self._say("Shall I put you through?")
+
+    async def _no_one_to_transfer_to(self, reason: str) -> AsyncIterator[BotAction]:
+        """No person can take the call now: a hot lead books as usual, a caller who asked for a
+        person gets a callback from one."""
+        if reason == "hot lead":
+            async for action in self._open_booking(_BOOKING_FOR[self._c.role]):
+                yield action
+            return
+        intro = "Our agents can't take a call right now, but one can call you back. Let's find a time."
+        async for action in self._open_booking("callback", intro):
+            yield action
 
     async def _confirm_transfer(self, text: str) -> AsyncIterator[BotAction]:
         answer = parse_yes_no(text)

@@ -14,7 +14,7 @@ from bots.ghl import GhlCalendar
 from bots.lead import LeadBotFactory
 from bots.llm_bot import LlmBotFactory
 from bots.local_calendar import LocalCalendar
-from bots.qualifier import QualifyingBotFactory
+from bots.qualifier import QualifierOptions, QualifyingBotFactory
 from bots.session_state import BotSessionStore, MemoryBotSessionStore
 from runtime.anthropic_llm import AnthropicLlm
 from runtime.config import Settings
@@ -32,7 +32,8 @@ def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSession
         return LeadBotFactory(settings.persona.business_name, settings.persona.bot_name)
     calendar = build_calendar(settings, closers)
     sessions = sessions or MemoryBotSessionStore()
-    scripted = QualifyingBotFactory(persona=core.persona, calendar=calendar, store=sessions, now=_now)
+    options = QualifierOptions(transfers=transfers_configured(settings))
+    scripted = QualifyingBotFactory(persona=core.persona, calendar=calendar, store=sessions, now=_now, options=options)
     if settings.llm != "anthropic":
         return scripted
     vendors = settings.engines.vendors
@@ -43,8 +44,15 @@ def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSession
         first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
     )
     closers.append(llm.aclose)
-    primary = LlmBotFactory(llm, persona=core.persona, calendar=calendar, store=sessions, now=_now)
+    primary = LlmBotFactory(llm, persona=core.persona, calendar=calendar, store=sessions, now=_now, options=options)
     return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
+
+
+def transfers_configured(settings: Settings) -> bool:
+    """A warm transfer can happen: an agent to ring, a number to ring from, a Twilio account."""
+    return bool(
+        settings.bot_core.agent_number and settings.dial.caller_id and settings.engines.vendors.twilio_account_sid
+    )
 
 
 def _now() -> datetime:

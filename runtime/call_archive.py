@@ -12,7 +12,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +44,17 @@ from runtime.metrics import CallMetrics
 from runtime.report import CallReport
 
 log = logging.getLogger(__name__)
+
+#: The live view's rolling counters, by the event kind that counts in them.
+COUNTED_EVENTS = {
+    "turn_latency": "turns",
+    "interruption": "interruptions",
+    "silence": "silences",
+    "hand_off": "hand_offs",
+    "transfer": "transfer_steps",
+    "vendor_degraded": "vendor_faults",
+    "filler": "fillers",
+}
 
 #: Calls whose numbering is remembered after they end: a transfer's outcome and the caller's
 #: return arrive after the first stream has ended, and must continue its sequence.
@@ -77,6 +88,8 @@ class CallArchive(EventSink):
         self._metrics = metrics
         self._now = now
         self._calls: OrderedDict[str, _Numbering] = OrderedDict()
+        #: (tenant, counter) -> increments not yet added to the live bus's rolling counters
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     def call_started(self, report: CallReport) -> None:
         context = report.context
@@ -86,12 +99,15 @@ class CallArchive(EventSink):
         while len(self._calls) > REMEMBERED_CALLS:
             self._calls.popitem(last=False)
         self.writer.submit(self._call_record(report, state="in-progress"))
+        self.counts[context.tenant, "calls_started"] += 1
 
     def emit(self, call_sid: str, event: CallEvent) -> None:
         numbering = self._calls.get(call_sid)
         if numbering is None:
             return  # not a call this archive was told about (e.g. started before it existed)
         self._measure(event)
+        if event.kind in COUNTED_EVENTS:
+            self.counts[numbering.tenant, COUNTED_EVENTS[event.kind]] += 1
         stored = _redacted(event)
         numbering.events += 1
         self.writer.submit(call_event_record(call_sid, numbering.tenant, numbering.events, stored))
@@ -119,6 +135,8 @@ class CallArchive(EventSink):
         appointment = _appointment(report, numbering.tenant, ended)
         if appointment is not None:
             self.writer.submit(appointment)
+            self.counts[numbering.tenant, "appointments"] += 1
+        self.counts[numbering.tenant, "calls_ended"] += 1
         if recording is not None:
             self.writer.submit(recording)
         numbering.events += 1

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from analytics.live_bus import LiveBusError, open_bus
+from analytics.live_bus import LiveBus, LiveBusError, open_bus
 from analytics.migrate import MigrationError, migrate
 from analytics.pii import Cipher
 from analytics.recording import delete_expired
@@ -95,12 +96,25 @@ async def _refresh(state: ServerState, writer: WriteBehind) -> None:
         stats = writer.stats()
         state.metrics.buffer(stats.depth, stats.spilled)
         state.metrics.active_calls(len(state.live))
-        if bus is not None:
+        if bus is not None and state.archive is not None:
             try:
+                await _publish_counts(bus, state.archive)
                 await bus.set_active_calls(state.settings.tenant, len(state.live))
             except LiveBusError:
-                log.warning("live bus unreachable; active calls not published")
+                log.warning("live bus unreachable; live counters not published")
         await asyncio.sleep(REFRESH_S)
+
+
+async def _publish_counts(bus: LiveBus, archive: CallArchive) -> None:
+    """Add what the calls counted since the last refresh to the bus's rolling counters (kept
+    for the next refresh if the bus is away)."""
+    counts, archive.counts = archive.counts, Counter()
+    for index, ((tenant, name), by) in enumerate(counts.items()):
+        try:
+            await bus.incr(tenant, name, by)
+        except LiveBusError:
+            archive.counts.update(dict(list(counts.items())[index:]))
+            raise
 
 
 async def _sweep_recordings(state: ServerState) -> None:

@@ -17,8 +17,10 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
+from analytics.live_bus import LiveBus
 from analytics.records import CallEventRecord
 from analytics.store import CallStore, open_store
+from runtime.call_api import LIVE_BUS
 from runtime.engines import Engines
 from runtime.events import event_to_dict
 from runtime.report import CallReport
@@ -131,8 +133,12 @@ async def test_a_call_lands_in_postgres_and_on_redis_redacted_with_analytics_and
         with wave.open(recording.path) as wav:
             assert wav.getnchannels() == 2 and wav.getframerate() == 8000
             assert abs(wav.getnframes() / 8000 - call.duration_s) < 3
-        # The live bus saw the call as it happened.
+        # The live bus saw the call as it happened, and counted it.
         assert await reader.xlen(stream) >= len(events)
+        bus = server.app[LIVE_BUS]
+        await stored(lambda: _counted(bus, tenant), "the live counters", timeout_s=15)
+        counters = await bus.counters(tenant)
+        assert (counters["calls_started"], counters["turns"], counters.get("appointments", 0)) == (1, 3, 0)
         # And the API serves it.
         async with http.get(
             f"{server.base_url}/api/v1/calls/{call_sid}", headers={"Authorization": f"Bearer {API_TOKEN}"}
@@ -143,6 +149,10 @@ async def test_a_call_lands_in_postgres_and_on_redis_redacted_with_analytics_and
     finally:
         await reader.delete(stream)
         await reader.aclose()
+
+
+async def _counted(bus: LiveBus, tenant: str) -> bool:
+    return (await bus.counters(tenant)).get("calls_ended", 0) == 1
 
 
 async def _has_analytics(store: CallStore, call_sid: str) -> bool:

@@ -17,7 +17,7 @@ from bots.calendar import Slot
 from bots.flows import FlowState
 from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA, BotRole, Persona
-from bots.qualifier import QualifyingBot, QualifyingBotFactory, wants_person
+from bots.qualifier import QualifierOptions, QualifyingBot, QualifyingBotFactory, wants_person
 from runtime.clock import Clock
 
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
@@ -66,9 +66,11 @@ def context(phone: str = CALLER) -> CallContext:
     )
 
 
-def new_call(bot_class: type[QualifyingBot] = QualifyingBot) -> Call:
+def new_call(bot_class: type[QualifyingBot] = QualifyingBot, options: QualifierOptions | None = None) -> Call:
     calendar = LocalCalendar(BusinessHours())
-    factory = QualifyingBotFactory(persona=DEFAULT_PERSONA, calendar=calendar, now=lambda: NOW, clock=SteppingClock())
+    factory = QualifyingBotFactory(
+        persona=DEFAULT_PERSONA, calendar=calendar, now=lambda: NOW, clock=SteppingClock(), options=options
+    )
     bot = bot_class(
         persona=factory.persona,
         calendar=calendar,
@@ -485,3 +487,33 @@ async def test_after_an_answer_to_another_question_the_asked_one_is_still_taken(
     assert reply == "Around five hundred thousand dollars, got it. When are you hoping to move? "
     buyer = call.bot.snapshot()["answers"]["buyer"]
     assert buyer["financing"] == "pre-approved" and buyer["price"]["maximum"] == 500_000
+
+
+NO_TRANSFERS = QualifierOptions(transfers=False)
+
+
+async def test_without_anyone_to_transfer_to_a_caller_asking_for_a_person_books_a_callback() -> None:
+    call = new_call(options=NO_TRANSFERS)
+    reply = await call.say("Hi, this is Ana Lopez, can I talk to a real person?")
+    assert "can't take a call right now, but one can call you back" in said(reply)
+    assert not any(isinstance(a, TransferToHuman) for a in call.actions)
+    await call.say("the first one works")
+    last = await call.say("yes, please book it")
+    assert last[-1] == EndCall("booked")
+    [appointment] = call.calendar.appointments
+    assert appointment.title == "Callback: Ana Lopez"
+
+
+async def test_without_anyone_to_transfer_to_a_hot_lead_books_a_showing_instead() -> None:
+    call = new_call(options=NO_TRANSFERS)
+    await call.script(
+        [
+            "Hi, I'm Sarah Jones and I want to buy a three bedroom house in Austin",
+            "About four hundred thousand, and we're already pre-approved",
+            "In the next two months, we're relocating for work",
+            "a garage",
+        ]
+    )
+    offer = said(await call.say("no, we don't need to sell first"))
+    assert call.bot.score().temperature == "hot"
+    assert "Shall I put you through" not in offer and "For the showing, I have" in offer
