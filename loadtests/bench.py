@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import shutil
 import statistics
 import sys
 from collections.abc import Sequence
@@ -155,7 +156,14 @@ def _count(values: Any) -> dict[str, int]:
 async def run_bench(options: BenchOptions) -> dict[str, Any]:
     out = options.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    env = {"LEADLINE_MAX_CALLS": str(options.calls + 10), "LEADLINE_LOG_LEVEL": "WARNING"}
+    data_dir = out / "server-data"
+    shutil.rmtree(data_dir, ignore_errors=True)  # a fresh store: no caller resumes an earlier run
+    env = {
+        "LEADLINE_MAX_CALLS": str(options.calls + 10),
+        "LEADLINE_LOG_LEVEL": "WARNING",
+        # Calls are kept (store, live bus, recordings) as in production: part of what is measured.
+        "LEADLINE_DATA_DIR": str(data_dir),
+    }
     async with contextlib.AsyncExitStack() as stack:
         if options.vendors == "emulated":
             env.update(await _start_emulators(stack, options))

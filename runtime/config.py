@@ -57,8 +57,10 @@ class TurnOptions:
     #: answer ready while it plays waits for its end (~0.4 s). Reports keep both figures: first
     #: audio and the answer's own first frame.
     ack_after_ms: int = 650
-    #: Said in turn, never the same twice in a row: short and neutral, as fits any answer.
-    acks: tuple[str, ...] = ("Okay.", "Got it.", "Right.", "I see.")
+    #: Said in turn, never the same twice in a row: short and neutral, as fits any answer, and
+    #: none of the words the bots acknowledge answers with ("got it", "great", "perfect"), so
+    #: an acknowledgement and the answer after it never say the same thing twice.
+    acks: tuple[str, ...] = ("Okay.", "Alright.", "I see.", "Sure.")
     #: If the answer is still not out this long after the caller stopped, a filler ("One
     #: moment.") says the bot is on it; 0 turns fillers off. Its job is slow turns (tool calls,
     #: a vendor retry), so it sits well past a normal answer (~1 s with the vendors).

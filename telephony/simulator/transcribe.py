@@ -17,11 +17,13 @@ MAX_PENDING_UTTERANCES = 32
 
 
 class BotTranscriber:
-    """Feeds finished bot utterances through one ``SttStream`` and reports each transcript."""
+    """Transcribes finished bot utterances one by one and reports each transcript. Each gets a
+    stream of its own: a recogniser's pre-roll would otherwise start every utterance with the
+    end of the one before."""
 
     def __init__(self, stt: SpeechToText, call_sid: str, on_text: Callable[[int, str | None], None]) -> None:
         self._call_sid = call_sid
-        self._stream = stt.open_stream(call_sid)
+        self._stt = stt
         self._on_text = on_text
         # One slot beyond the limit, so ``finish`` always fits.
         self._queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(MAX_PENDING_UTTERANCES + 1)
@@ -44,15 +46,17 @@ class BotTranscriber:
             self._on_text(index, await self._transcribe(ulaw))
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        """Nothing held between utterances: each one's stream is closed once it is transcribed."""
 
     async def _transcribe(self, ulaw: bytes) -> str | None:
-        self._stream.speech_started()
-        for frame in split_frames(ulaw):
-            self._stream.push_audio(ulaw_to_pcm(frame))
+        stream = self._stt.open_stream(self._call_sid)
         try:
-            transcript = await self._stream.finish_utterance()
+            stream.speech_started()
+            for frame in split_frames(ulaw):
+                stream.push_audio(ulaw_to_pcm(frame))
+            return (await stream.finish_utterance()).text
         except SpeechEngineError:
             _log.warning("bot utterance not transcribed", extra={"call_sid": self._call_sid}, exc_info=True)
             return None
-        return transcript.text
+        finally:
+            await stream.aclose()
