@@ -24,6 +24,7 @@ from runtime.tts import ScriptedTts
 from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
 from telephony.simulator.result import CallResult
 from telephony.simulator.script import CallerLine, CallerScript
+from telephony.simulator.turns import CallerTiming
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ BENCH_SCRIPT = CallerScript(
         CallerLine("Yes, please book it.", pause_ms=600),
     ),
 )
+
+
+#: A caller who hears a short "Okay." and a pause as the bot still thinking (a booking turn is
+#: two Claude requests around a calendar look-up), and who stays on the line for the goodbye.
+PATIENT = CallerTiming(bot_done_gap_ms=1000, linger_ms=3000)
 
 
 @dataclass
@@ -93,6 +99,7 @@ async def _caller_slot(
             to_number="+15125550199",
             script=BENCH_SCRIPT,
             max_duration_s=max(5.0, deadline - loop.time() + 30.0),
+            timing=PATIENT,
         )
         try:
             result = await run_simulated_call(options, tts=tts, session=http, prerendered=audio)

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -79,11 +80,13 @@ class CallArchive(EventSink):
         self,
         writer: WriteBehind,
         *,
+        analyst: Executor | None = None,
         cipher: Cipher | None = None,
         metrics: CallMetrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.writer = writer
+        self._analyst = analyst
         self._cipher = cipher
         self._metrics = metrics
         self._now = now
@@ -115,13 +118,17 @@ class CallArchive(EventSink):
             self._utterance(call_sid, numbering, stored, original=event)
 
     async def call_ended(self, report: CallReport, recording: RecordingRecord | None = None) -> None:
-        """The call's final record, usage, appointment, recording and analytics (computed off
-        the event loop: language detection over a long call takes a noticeable fraction of a second)."""
+        """The call's final record, usage, appointment, recording and analytics. The analytics run
+        in ``analyst`` (a worker process in the server): language detection over a call takes a
+        noticeable fraction of a second of pure Python, and in a thread of this process, with
+        many calls ending together, it would hold the GIL against every call's audio pacing."""
         call_sid = report.context.call_sid
         numbering = self._calls.get(call_sid)
         if numbering is None:
             return
-        analytics = await asyncio.to_thread(analyse_call, report)
+        loop = asyncio.get_running_loop()
+        events, state = list(report.events), dict(report.bot_state)
+        analytics = await loop.run_in_executor(self._analyst, analyse_report, events, state)
         ended = self._now()
         self.writer.submit(self._call_record(report, state="completed", ended=ended, analytics=analytics))
         self.writer.submit(
@@ -212,6 +219,12 @@ class CallArchive(EventSink):
             self._metrics.turn(event.breakdown())
         elif isinstance(event, VendorDegraded):
             self._metrics.vendor_error(event.stage, event.reason.split(":", 1)[0][:40])
+
+
+def analyse_report(events: list[CallEvent], bot_state: dict[str, Any]) -> CallAnalytics:
+    """``analyse_call`` on what a worker process can be sent: the report's events (which end
+    with the session's ``CallEnded``) and the bot's state."""
+    return analyse_call(events, None, bot_state)
 
 
 def _redacted(event: CallEvent) -> CallEvent:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections import Counter
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -67,13 +69,16 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = WriteBehind(store, bus, spill_dir=storage.spill_dir)
     await writer.start()
     cipher = Cipher(storage.transcript_key) if storage.transcript_key else None
-    state.archive = CallArchive(writer, cipher=cipher, metrics=state.metrics)
+    # One worker process for post-call analytics: pure Python, kept off this process's GIL.
+    analyst = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    state.archive = CallArchive(writer, analyst=analyst, cipher=cipher, metrics=state.metrics)
     jobs = [asyncio.create_task(_refresh(state, writer)), asyncio.create_task(_sweep_recordings(state))]
     yield
     for job in jobs:
         job.cancel()
     await asyncio.gather(*jobs, return_exceptions=True)
     state.archive = None
+    await asyncio.to_thread(analyst.shutdown)
     await writer.aclose()  # flushes (or spills) what the calls left, before the store closes
     await bus.aclose()
     await store.aclose()
