@@ -227,6 +227,7 @@ class _MediaConnection:
         self.state.live.pop(session.context.call_sid, None)
         report.end_reason = session.end_reason
         report.pacing = session.outbound.stats
+        self.state.metrics.late_frames(session.outbound.stats.late_frames)
         report.protocol_errors = session.protocol_errors
         report.dropped_inbound_frames = session.dropped_frames
         report.bot_state = session.bot_state()
