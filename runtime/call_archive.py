@@ -30,6 +30,7 @@ from analytics.records import (
     UtteranceRecord,
     call_event_record,
 )
+from analytics.summary import summarise_with_llm
 from analytics.write_behind import WriteBehind
 from runtime.events import (
     BotUtterance,
@@ -41,6 +42,7 @@ from runtime.events import (
     TurnLatency,
     VendorDegraded,
 )
+from runtime.llm import LanguageModel
 from runtime.metrics import CallMetrics
 from runtime.report import CallReport
 
@@ -81,12 +83,14 @@ class CallArchive(EventSink):
         writer: WriteBehind,
         *,
         analyst: Executor | None = None,
+        summariser: LanguageModel | None = None,
         cipher: Cipher | None = None,
         metrics: CallMetrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.writer = writer
         self._analyst = analyst
+        self._summariser = summariser
         self._cipher = cipher
         self._metrics = metrics
         self._now = now
@@ -129,6 +133,11 @@ class CallArchive(EventSink):
         loop = asyncio.get_running_loop()
         events, state = list(report.events), dict(report.bot_state)
         analytics = await loop.run_in_executor(self._analyst, analyse_report, events, state)
+        if self._summariser is not None:
+            said = [e for e in events if isinstance(e, CallerUtterance | BotUtterance)]
+            # Claude writes the prose (redacted, bounded in time; the built summary on any failure).
+            summary = await summarise_with_llm(self._summariser, analytics.summary, said)
+            analytics = dataclasses.replace(analytics, summary=summary)
         ended = self._now()
         self.writer.submit(self._call_record(report, state="completed", ended=ended, analytics=analytics))
         self.writer.submit(

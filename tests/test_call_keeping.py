@@ -20,18 +20,22 @@ import redis.asyncio as redis
 from analytics.live_bus import LiveBus
 from analytics.records import CallEventRecord
 from analytics.store import CallStore, open_store
+from emulators.anthropic import build_app, default_control
+from emulators.control import LatencyProfile
 from runtime.call_api import LIVE_BUS
-from runtime.engines import Engines
+from runtime.engines import EngineOptions, Engines
 from runtime.events import event_to_dict
 from runtime.report import CallReport
 from runtime.storage_config import StorageOptions
 from runtime.stt import ScriptedStt
 from runtime.tts import ScriptedTts
+from runtime.vendors import VendorOptions
 from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
 from telephony.simulator.script import CallerLine, CallerScript
 from telephony.simulator.turns import CallerTiming
-from tests.conftest import API_TOKEN, AUTH_TOKEN, RunningServer, StartServer
+from tests.conftest import API_TOKEN, AUTH_TOKEN, RunningServer, StartServer, on_loopback
 from tests.test_store import pg_schema
+from tests.test_summary import RecordingResponder
 from tests.test_write_behind import PgProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -226,3 +230,36 @@ async def test_with_nothing_configured_calls_are_kept_in_the_embedded_store(
     async with http.get(f"{server.base_url}/metrics") as response:
         metrics = await response.text()
     assert 'leadline_turn_latency_seconds_count{stage="first_audio"} 3.0' in metrics
+
+
+async def test_with_claude_as_the_brain_claude_writes_the_stored_summary_from_the_redacted_call(
+    start_server: StartServer,
+    scripted_engines: Engines,
+    http: aiohttp.ClientSession,
+    tenant: str,
+    tmp_path: Path,
+) -> None:
+    control = default_control()
+    fast = LatencyProfile(median_ms=1, p95_ms=2)
+    control.latency.update(first_token=fast, token_interval=fast)
+    responder = RecordingResponder("Buyer for a three bedroom house in Austin, about 400k, moving in two months.")
+    async with on_loopback(build_app(api_key="k", responder=responder, control=control)) as base_url:
+        claude = VendorOptions(anthropic_api_key="k", anthropic_base_url=base_url)
+        engines = Engines(vad=scripted_engines.vad, stt=ScriptedStt(LINES), tts=ScriptedTts(ms_per_char=15))
+        server = await start_server(
+            engines,
+            tenant=tenant,
+            storage=StorageOptions(data_dir=tmp_path, record_calls=False),
+            llm="anthropic",
+            engines=EngineOptions(stt="scripted", tts="scripted", vendors=claude),
+        )
+        report = await place_call(server, http)
+        store = open_store(None, data_dir=tmp_path)
+        try:
+            await stored(lambda: _has_analytics(store, report.context.call_sid), "the call's analytics")
+            summary = analytics_of(await store.call_events(report.context.call_sid))["summary"]
+        finally:
+            await store.aclose()
+    assert (summary["source"], summary["text"]) == ("llm", responder.text)
+    (request,) = responder.requests
+    assert "555 0199" not in str(request) and "dana.reyes" not in str(request)  # Claude saw it redacted
