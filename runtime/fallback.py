@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
@@ -20,6 +21,10 @@ from runtime.speech import SpeechChunk, SpeechEngineError, SpeechToText, SttStre
 log = logging.getLogger(__name__)
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+
+#: Every breaker alive in the process, so their states can be reported (Prometheus).
+BREAKERS: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
 
 class CircuitBreaker:
@@ -40,6 +45,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self.trips = 0
+        BREAKERS.add(self)
 
     @property
     def state(self) -> BreakerState:

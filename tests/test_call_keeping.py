@@ -25,6 +25,7 @@ from emulators.control import LatencyProfile
 from runtime.call_api import LIVE_BUS
 from runtime.engines import EngineOptions, Engines
 from runtime.events import event_to_dict
+from runtime.fallback import CircuitBreaker
 from runtime.report import CallReport
 from runtime.storage_config import StorageOptions
 from runtime.stt import ScriptedStt
@@ -220,6 +221,9 @@ async def test_with_nothing_configured_calls_are_kept_in_the_embedded_store(
     tmp_path: Path,
 ) -> None:
     server = await open_server(start_server, scripted_engines, tenant, StorageOptions(data_dir=tmp_path))
+    failing = CircuitBreaker("failing-vendor")
+    for _ in range(failing.failure_threshold):
+        failing.record_failure()
     report = await place_call(server, http)
     store = open_store(None, data_dir=tmp_path)
     try:
@@ -230,6 +234,7 @@ async def test_with_nothing_configured_calls_are_kept_in_the_embedded_store(
     async with http.get(f"{server.base_url}/metrics") as response:
         metrics = await response.text()
     assert 'leadline_turn_latency_seconds_count{stage="first_audio"} 3.0' in metrics
+    assert 'leadline_breaker_state{state="open",vendor="failing-vendor"} 1.0' in metrics
 
 
 async def test_with_claude_as_the_brain_claude_writes_the_stored_summary_from_the_redacted_call(
