@@ -98,10 +98,15 @@ class GreetingLatency:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallerUtterance:
+    """``at``: when the transcript was ready; ``onset_at``/``speech_end_at``: when the caller's
+    speech began and ended (seconds since stream start), so gaps between the parties show."""
+
     at: float
     turn: int
     text: str
     speech_ms: float
+    onset_at: float | None = None
+    speech_end_at: float | None = None
     kind: Literal["caller_utterance"] = "caller_utterance"
 
 
@@ -188,6 +193,35 @@ class ReplyResumed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyHeard:
+    """The caller heard the whole of a bot reply: its last mark came back from Twilio (when the
+    bot stopped talking, for the gap before the caller answers)."""
+
+    at: float
+    turn: int
+    kind: Literal["reply_heard"] = "reply_heard"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotTalkedOver:
+    """A reply's first audio went out while the caller was speaking: the bot talked over them."""
+
+    at: float
+    turn: int
+    kind: Literal["bot_talked_over"] = "bot_talked_over"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnUnanswered:
+    """A caller turn that got no reply at all (the bot failed, or had nothing to say)."""
+
+    at: float
+    turn: int
+    reason: str
+    kind: Literal["turn_unanswered"] = "turn_unanswered"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HandOff:
     """One bot handed the caller to another mid-call; ``latency_ms`` from the decision to the new
     bot's first words being produced."""
@@ -237,6 +271,9 @@ CallEvent = (
     | VendorDegraded
     | FillerPlayed
     | ReplyResumed
+    | ReplyHeard
+    | BotTalkedOver
+    | TurnUnanswered
     | HandOff
     | TransferEvent
     | CallEnded

@@ -23,6 +23,7 @@ from runtime.clock import Clock
 from runtime.config import Settings
 from runtime.engines import Engines
 from runtime.events import (
+    BotTalkedOver,
     BotUtterance,
     CallEnded,
     CallerUtterance,
@@ -35,10 +36,12 @@ from runtime.events import (
     HandOff,
     Interruption,
     ProtocolViolation,
+    ReplyHeard,
     ReplyResumed,
     Silence,
     TransferEvent,
     TurnLatency,
+    TurnUnanswered,
     VendorDegraded,
 )
 from runtime.outbound import OutboundAudio, Send
@@ -274,6 +277,9 @@ class CallSession:
         if entry is None:
             return
         entry[1].heard = True
+        reply = entry[0]
+        if reply.task is not None and reply.task.done() and all(s.heard for s in reply.sentences):
+            self._emit(ReplyHeard(at=self._rel(self._clock.now()), turn=reply.turn))
         if not self.bot_talking:
             self._last_activity = self._clock.now()
             if self._hangup_reason is not None:
@@ -513,6 +519,8 @@ class CallSession:
             raise
         except Exception:
             log.exception("bot turn failed", extra={"call_sid": self.context.call_sid, "turn": reply.turn})
+            if reply.turn and not reply.answering:
+                self._emit(TurnUnanswered(at=self._rel(self._clock.now()), turn=reply.turn, reason="the bot failed"))
         finally:
             if self._reply is reply:
                 self._reply = None
@@ -576,7 +584,14 @@ class CallSession:
             if self._interruption is not None:
                 reply.interruption, self._interruption = self._interruption, None
                 self.bot.interrupted(reply.interruption.heard_text)
-            said = CallerUtterance(at=self._rel(stt_done), turn=turn, text=text, speech_ms=signal.speech_ms)
+            said = CallerUtterance(
+                at=self._rel(stt_done),
+                turn=turn,
+                text=text,
+                speech_ms=signal.speech_ms,
+                onset_at=self._rel(signal.onset_at),
+                speech_end_at=self._rel(signal.speech_end_at),
+            )
             if reply.gate.is_set():
                 self._emit(said)
             else:
@@ -591,6 +606,8 @@ class CallSession:
             )
             reply.probe.speculative_reply = reply.draft
             await self._speak(reply, self.bot.respond(text), reply.probe)
+            if not reply.answering and self._transfer_request is None and self._pending_transfer is None:
+                self._emit(TurnUnanswered(at=self._rel(self._clock.now()), turn=turn, reason="the bot said nothing"))
         finally:
             if filler is not None:
                 filler.cancel()
@@ -751,6 +768,8 @@ class CallSession:
         entry = self._by_mark.get(utterance)
         if entry is not None and entry[0].first_frame_at is None:
             entry[0].first_frame_at = at
+            if entry[0].turn and self._turns.speaking:
+                self._emit(BotTalkedOver(at=self._rel(at), turn=entry[0].turn))
         if utterance == "t0.0":
             self._emit(GreetingLatency(at=self._rel(at), latency_ms=self._rel(at) * 1000))
         queued_at = self._filler_marks.pop(utterance, None)

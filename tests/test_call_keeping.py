@@ -24,7 +24,7 @@ from emulators.anthropic import build_app, default_control
 from emulators.control import LatencyProfile
 from runtime.call_api import LIVE_BUS
 from runtime.engines import EngineOptions, Engines
-from runtime.events import event_to_dict
+from runtime.events import CallerUtterance, event_to_dict
 from runtime.fallback import CircuitBreaker
 from runtime.report import CallReport
 from runtime.storage_config import StorageOptions
@@ -128,6 +128,11 @@ async def test_a_call_lands_in_postgres_and_on_redis_redacted_with_analytics_and
         kinds = Counter(e.kind for e in events)
         assert kinds == Counter(e.kind for e in report.events) + Counter({"call_analytics": 1})
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        # When each party spoke: every reply heard to its end, every caller turn with its bounds.
+        assert kinds["reply_heard"] == 4 and "bot_talked_over" not in kinds and "turn_unanswered" not in kinds
+        spoken = [e for e in report.events if isinstance(e, CallerUtterance)]
+        assert all(e.onset_at is not None and e.speech_end_at is not None for e in spoken)
+        assert all(e.onset_at < e.speech_end_at <= e.at for e in spoken if e.onset_at and e.speech_end_at)
         stored_text = " ".join(str(e.payload) for e in events) + " ".join(u.text for u in utterances)
         assert "555 0199" not in stored_text and "dana.reyes" not in stored_text
         caller = [u.text for u in utterances if u.speaker == "caller"]

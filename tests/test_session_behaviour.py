@@ -18,9 +18,11 @@ from runtime.events import (
     CallerUtterance,
     FillerPlayed,
     Interruption,
+    ReplyHeard,
     ReplyResumed,
     Silence,
     TurnLatency,
+    TurnUnanswered,
 )
 from runtime.speech import SpeechEngineError, Transcript
 from runtime.stt import ScriptedStt, ScriptedSttStream
@@ -355,3 +357,35 @@ async def test_a_reply_started_at_a_pause_goes_out_as_soon_as_the_turn_ends(
     assert turn.first_audio_at < turn.turn_end_at <= turn.first_frame_at
     assert (turn.first_frame_at - turn.turn_end_at) * 1000 < 50
     assert turn.stt_engine_ms == 0
+
+
+class Breaks(Recorder):
+    """Answers the first turn, then fails (a bug, a vendor the fallback could not cover)."""
+
+    async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
+        self.heard.append(caller_text)
+        if len(self.heard) > 1:
+            raise RuntimeError("the bot broke")
+        yield Say("Okay, noted.")
+
+
+async def test_a_turn_the_bot_could_not_answer_is_recorded_and_the_call_goes_on(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Breaks()
+    engines = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["first", "second"]), tts=ScriptedTts())
+    server = await start_server(engines, OneBot(bot))
+    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
+    await driver.let_bot_finish(2.5)
+    tts = ScriptedTts()
+    for line in ("I want a house.", "In Austin please."):
+        await driver.send_audio(await tts.render(line))
+        await driver.send_silence(1.5)
+        await driver.echo_marks()
+    await driver.stop()
+    await driver.close()
+    report = server.state.reports.get(driver.call_sid)
+    assert report is not None and report.end_reason == "stream_stopped"
+    unanswered = [e for e in report.events if isinstance(e, TurnUnanswered)]
+    assert [(e.turn, e.reason) for e in unanswered] == [(2, "the bot failed")]
+    assert [e.turn for e in report.events if isinstance(e, ReplyHeard)] == [0, 1]  # greeting, first answer
