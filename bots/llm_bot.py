@@ -28,7 +28,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from bots.base import (
-    Bot,
     BotAction,
     BotFactory,
     CallContext,
@@ -38,8 +37,9 @@ from bots.base import (
     TransferOutcome,
     TransferToHuman,
 )
-from bots.calendar import Calendar, CalendarError, Contact, Slot, timezone_for_phone
-from bots.flows import FlowState, Question, build_flows, new_flows
+from bots.calendar import Calendar, CalendarError, Slot, timezone_for_phone
+from bots.conversation_state import ConversationBot, ConversationState, lead_phone
+from bots.flows import FlowState, Question
 from bots.handoff import HandoffRecord
 from bots.llm_tools import (
     BookingKind,
@@ -55,9 +55,8 @@ from bots.llm_tools import (
     tools_for,
 )
 from bots.persona import ROLES, BotRole, Persona
-from bots.qualifier import QualifierOptions, booked_for, lead_phone, wants_person
-from bots.scoring import Score, score_lead
-from bots.session_state import STATE_VERSION, BotSessionStore, resumable
+from bots.qualifier import QualifierOptions, booked_for, wants_person
+from bots.session_state import BotSessionStore, resumable
 from runtime.clock import Clock, MonotonicClock
 from runtime.llm import (
     ChatMessage,
@@ -90,11 +89,6 @@ TRANSFER_NOTE = re.compile(re.escape(CALL_EVENT) + r" The transfer to an agent e
 #: timelines and times; the Anthropic emulator reads them back).
 CALL_FACTS = re.compile(r"Today is \w+, (\w+ \d{1,2}, \d{4})\. The caller's time zone is ([\w/+-]+);")
 
-_BOOKING_TITLES: dict[BookingKind, str] = {
-    "showing": "Showing",
-    "listing_consultation": "Listing consultation",
-    "callback": "Callback",
-}
 _GOALS: dict[BotRole, str] = {
     "lead": (
         "Learn the caller's name and whether they want to buy, sell, both, rent or something else. "
@@ -176,28 +170,15 @@ class _PendingHandoff:
 
 
 @dataclass(kw_only=True)
-class _Conversation:
+class _Conversation(ConversationState):
     """Everything a checkpoint copies."""
 
-    role: BotRole
-    flows: dict[BotRole, FlowState]
-    visited: list[BotRole]
     history: list[ChatMessage] = field(default_factory=list)
-    handoffs: list[HandoffRecord] = field(default_factory=list)
-    handoffs_this_call: int = 0
     pending: _PendingHandoff | None = None
     stage: Stage = "qualifying"
     booking: dict[str, Any] | None = None
-    contact: Contact | None = None
-    appointment: dict[str, Any] | None = None
-    next_step: str | None = None
     turns: int = 0
     last_caller_text: str = ""
-    interruptions: list[str] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
-    last_activity: datetime | None = None
-    #: appointments replaced by a reschedule, for the team to cancel (the calendar has no cancel)
-    cancel_pending: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -213,7 +194,7 @@ class _ToolOutcome:
 _ToolHandler = Callable[[Mapping[str, Any]], Awaitable[_ToolOutcome]]
 
 
-class LlmBot(Bot):
+class LlmBot(ConversationBot[_Conversation]):
     """One caller's conversation with Claude as the Lead, Buyer and Seller bots."""
 
     def __init__(
@@ -231,24 +212,21 @@ class LlmBot(Bot):
         max_rounds: int = DEFAULT_MAX_ROUNDS,
     ) -> None:
         self.model = model
-        self.persona = persona
-        self.calendar = calendar
-        self.context = context
-        self._now = now
-        self._clock = clock
-        self.options = options
         self.max_rounds = max_rounds
-        self._store = store
-        self._questions = build_flows(min_intent_confidence=options.rules.min_intent_confidence)
         self.tz = timezone_for_phone(lead_phone(context), default=persona.timezone)
         self._today = now().astimezone(ZoneInfo(self.tz)).date()
-        self._c = _Conversation(role="lead", flows=new_flows(self._questions), visited=["lead"])
-        self._resumed = saved is not None
-        if saved is not None:
-            self._restore(saved)
+        super().__init__(
+            persona=persona,
+            calendar=calendar,
+            context=context,
+            now=now,
+            clock=clock,
+            options=options,
+            store=store,
+            saved=saved,
+        )
         self._opening = self._resume_greeting() if self._resumed else persona.greeting("lead")
         self._usage = {f.name: 0 for f in fields(Usage)}
-        self._saved: dict[str, Any] | None = None
         #: whether this turn's last words need a space before another response's first ones
         self._after_words = False
         self._handlers: dict[str, _ToolHandler] = {
@@ -260,18 +238,16 @@ class LlmBot(Bot):
             "end_call": self._end_call,
         }
 
+    def _new_conversation(self, flows: dict[BotRole, FlowState]) -> _Conversation:
+        return _Conversation(role="lead", flows=flows, visited=["lead"])
+
+    def _booking_report(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self._c.booking)
+
     # --- the Bot interface ---
 
     def greeting(self) -> str:
         return self._opening
-
-    @property
-    def voice(self) -> str:
-        return self.persona.bot(self._c.role).voice
-
-    @property
-    def done(self) -> bool:
-        return self._c.stage == "done"
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -341,63 +317,9 @@ class LlmBot(Bot):
         assert isinstance(checkpoint, _Conversation)
         self._c = copy.deepcopy(checkpoint)
 
-    def note_response_latency(self, latency_ms: float) -> None:
-        self._c.latencies_ms.append(latency_ms)
-
     def snapshot(self) -> dict[str, Any]:
         """The shape of ``QualifyingBot.snapshot()``, plus the model's turns and token usage."""
-        c = self._c
-        return {
-            "bot": c.role,
-            "stage": c.stage,
-            "resumed": self._resumed,
-            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
-            "progress": {role: self._progress(role) for role in ROLES},
-            "score": self.score().to_dict(),
-            "handoffs": [record.to_dict() for record in c.handoffs],
-            "appointment": c.appointment,
-            "booking": copy.deepcopy(c.booking),
-            "next_step": c.next_step,
-            "cancel_pending": copy.deepcopy(c.cancel_pending),
-            "effectiveness": self.effectiveness(),
-            "interrupted_after": list(c.interruptions),
-            "brain": "llm",
-            "turns": c.turns,
-            "usage": dict(self._usage),
-        }
-
-    # --- what the bot knows (as QualifyingBot computes it) ---
-
-    def score(self) -> Score:
-        return score_lead({role: self._c.flows[role].answers for role in ROLES})
-
-    def effectiveness(self) -> dict[str, float | None]:
-        flows = [self._c.flows[role] for role in self._c.visited]
-        questions = sum(len(flow.questions) for flow in flows)
-        answered = sum(flow.completion * len(flow.questions) for flow in flows)
-        latencies = self._c.latencies_ms
-        return {
-            "completion_rate": round(answered / questions, 3),
-            "mean_response_latency_ms": round(sum(latencies) / len(latencies), 1) if latencies else None,
-        }
-
-    def summary(self) -> str:
-        """What an agent needs to hear first: who, what for, how hot, and the answers."""
-        name = self._c.flows["lead"].answers.get("name") or "the caller"
-        score = self.score()
-        parts = [f"{score.temperature.capitalize()} lead: {name}."]
-        for role in ("buyer", "seller"):
-            phrases = self._c.flows[role].summary()
-            if phrases:
-                parts.append(f"{'Buying' if role == 'buyer' else 'Selling'}: {', '.join(phrases)}.")
-        parts.append(f"Why: {'; '.join(score.reasons)}.")
-        return " ".join(parts)
-
-    def _progress(self, role: BotRole) -> dict[str, Any]:
-        flow = self._c.flows[role]
-        unknown = [slot for slot, value in flow.answers.items() if value is None]
-        progress = {key: value for key, value in flow.to_dict().items() if key != "answers"}
-        return {**progress, "unknown": unknown, "completion": round(flow.completion, 3)}
+        return {**super().snapshot(), "brain": "llm", "turns": self._c.turns, "usage": dict(self._usage)}
 
     # --- one turn with the model ---
 
@@ -579,7 +501,7 @@ class LlmBot(Bot):
                 start,
                 now=self._now(),
                 tz=self.tz,
-                title=self._title(kind),
+                title=self._booking_title(kind),
                 notes=self.summary(),
             )
         except ToolError:
@@ -611,64 +533,12 @@ class LlmBot(Bot):
         c.stage = "done"
         return _ToolOutcome(result="ending the call", actions=(EndCall(reason),), ends_turn=True)
 
-    async def _contact(self) -> Contact:
-        if self._c.contact is None:
-            name = self._c.flows["lead"].answers.get("name") or ""
-            self._c.contact = await self.calendar.upsert_contact(name=name, phone=lead_phone(self.context))
-        return self._c.contact
-
-    def _title(self, kind: BookingKind) -> str:
-        name = self._c.flows["lead"].answers.get("name") or lead_phone(self.context)
-        return f"{_BOOKING_TITLES[kind]}: {name}"
-
     # --- the saved session ---
-
-    def session_state(self) -> dict[str, Any]:
-        """This conversation as the session store keeps it (the scripted core's format)."""
-        c = self._c
-        return {
-            "version": STATE_VERSION,
-            "current_bot": c.role,
-            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
-            "progress": {role: self._progress(role) for role in ROLES},
-            "visited": list(c.visited),
-            "score": self.score().to_dict(),
-            "handoffs": [record.to_dict() for record in c.handoffs],
-            "appointment": c.appointment,
-            "next_step": c.next_step,
-            "effectiveness": self.effectiveness(),
-            "last_activity": (c.last_activity or self._now()).isoformat(),
-            "stage": c.stage,
-            "booking": copy.deepcopy(c.booking),
-            "cancel_pending": copy.deepcopy(c.cancel_pending),
-        }
-
-    async def persist(self) -> None:
-        """Save the session if it changed since the last save; a store failure is logged, not
-        raised: the call goes on without resumption."""
-        if self._store is None:
-            return
-        state = self.session_state()
-        if state == self._saved:
-            return
-        try:
-            await self._store.save(self.context.tenant, lead_phone(self.context), state)
-        except Exception:  # the session store is optional for the call itself
-            log.warning("bot session not saved", exc_info=True, extra={"tenant": self.context.tenant})
-            return
-        self._saved = state
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """The saved answers and progress; the model learns them from a call event in the history."""
+        self._restore_state(saved)
         c = self._c
-        for role in ROLES:
-            progress = {**saved["progress"].get(role, {}), "answers": saved["answers"].get(role, {})}
-            c.flows[role] = FlowState.from_dict(role, self._questions[role], progress)
-        c.role = saved["current_bot"] if saved.get("current_bot") in ROLES else "lead"
-        c.visited = [role for role in saved.get("visited", [c.role]) if role in ROLES] or [c.role]
-        c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
-        c.appointment, c.next_step = saved.get("appointment"), saved.get("next_step")
-        c.cancel_pending = list(saved.get("cancel_pending", []))
         known = {role: c.flows[role].answers for role in ROLES if c.flows[role].answers}
         resumed = f"{CALL_EVENT} The caller rang back; what they told us before: {json.dumps(known)}"
         if c.appointment:
@@ -679,9 +549,7 @@ class LlmBot(Bot):
         self._append("user", (TextBlock(text=resumed),))
 
     def _resume_greeting(self) -> str:
-        name = self._c.flows["lead"].answers.get("name")
-        bot = self.persona.bot(self._c.role)
-        hello = f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
+        hello = self._welcome_back()
         if self._c.appointment:
             return f"{hello} {booked_for(self._c.appointment, self.tz)} How can I help you today?"
         return f"{hello} Let's pick up where we left off."

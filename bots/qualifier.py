@@ -30,7 +30,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from bots.base import (
-    Bot,
     BotAction,
     BotFactory,
     CallContext,
@@ -41,17 +40,12 @@ from bots.base import (
     TransferToHuman,
 )
 from bots.booking import BookingDialog, BookingRequest, BookingStep
-from bots.calendar import Calendar, Contact, Slot, spoken_slot, timezone_for_phone
-from bots.flows import FlowState, build_flows, new_flows
-from bots.handoff import HandoffRecord, HandoffRules, attempt, wanted_route
+from bots.calendar import Calendar, Slot, spoken_slot, timezone_for_phone
+from bots.conversation_state import BOOKING_TITLES, BookingKind, ConversationBot, ConversationState, lead_phone
+from bots.flows import FlowState
+from bots.handoff import HandoffRules, attempt, wanted_route
 from bots.persona import ROLES, BotRole, Persona
-from bots.scoring import Score, score_lead
-from bots.session_state import (
-    DEFAULT_RESUME_WINDOW,
-    STATE_VERSION,
-    BotSessionStore,
-    resumable,
-)
+from bots.session_state import DEFAULT_RESUME_WINDOW, BotSessionStore, resumable
 from bots.slots import Answer
 from bots.understanding import parse_yes_no
 from runtime.clock import Clock, MonotonicClock
@@ -59,7 +53,6 @@ from runtime.clock import Clock, MonotonicClock
 log = logging.getLogger(__name__)
 
 Stage = Literal["qualifying", "confirm_transfer", "transferring", "booking", "returning", "done"]
-BookingKind = Literal["showing", "listing_consultation", "callback"]
 
 _WANTS_PERSON = re.compile(
     r"\b(?:real|live|actual|human) (?:person|human|agent|being)\b"
@@ -78,11 +71,6 @@ _NOTHING_ELSE = re.compile(
     r"\b(?:that's all|that is all|nothing else|all good|just checking|i'm good)\b", re.IGNORECASE
 )
 _BOOKING_FOR: dict[BotRole, BookingKind] = {"buyer": "showing", "seller": "listing_consultation", "lead": "callback"}
-_BOOKING_TITLES: dict[BookingKind, str] = {
-    "showing": "Showing",
-    "listing_consultation": "Listing consultation",
-    "callback": "Callback",
-}
 _BOOKING_NAMES: dict[str, str] = {
     "showing": "showing",
     "listing_consultation": "listing consultation",
@@ -93,11 +81,6 @@ _BOOKING_INTROS: dict[BookingKind, str] = {
     "listing_consultation": "The next step is a listing consultation with one of our agents.",
     "callback": "Let's set up a quick call back from one of our agents.",
 }
-
-
-def lead_phone(context: CallContext) -> str:
-    """The lead's number: the caller's on an inbound call, the dialled one on an outbound call."""
-    return context.to_number if context.direction.startswith("outbound") else context.from_number
 
 
 def wants_person(text: str) -> bool:
@@ -115,34 +98,21 @@ class QualifierOptions:
 
 
 @dataclass(kw_only=True)
-class _Conversation:
+class _Conversation(ConversationState):
     """Everything a checkpoint copies (never the calendar: the dialog shares it on deepcopy)."""
 
-    role: BotRole
-    flows: dict[BotRole, FlowState]
-    visited: list[BotRole]
     turns: list[tuple[BotRole, str]] = field(default_factory=list)
-    handoffs: list[HandoffRecord] = field(default_factory=list)
-    handoffs_this_call: int = 0
     stage: Stage = "qualifying"
     booking: BookingDialog | None = None
     booking_kind: BookingKind | None = None
     will_book: bool = False
-    contact: Contact | None = None
-    appointment: dict[str, Any] | None = None
-    next_step: str | None = None
-    interruptions: list[str] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
-    last_activity: datetime | None = None
     #: the appointment a reschedule replaces, until the new one is booked
     replacing: dict[str, Any] | None = None
-    #: appointments replaced by new ones, for the team to cancel (the calendar has no cancel)
-    cancel_pending: list[dict[str, Any]] = field(default_factory=list)
     #: turns since a returning caller was asked how we can help that said neither
     unclear_returning: int = 0
 
 
-class QualifyingBot(Bot):
+class QualifyingBot(ConversationBot[_Conversation]):
     """One caller's conversation with the scripted Lead, Buyer and Seller bots."""
 
     def __init__(
@@ -157,33 +127,28 @@ class QualifyingBot(Bot):
         store: BotSessionStore | None = None,
         saved: dict[str, Any] | None = None,
     ) -> None:
-        self.persona = persona
-        self.calendar = calendar
-        self.context = context
-        self._now = now
-        self._clock = clock
-        self.options = options
-        self._store = store
-        self._questions = build_flows(min_intent_confidence=options.rules.min_intent_confidence)
-        self._c = _Conversation(role="lead", flows=new_flows(self._questions), visited=["lead"])
-        self._resumed = saved is not None
-        if saved is not None:
-            self._restore(saved)
+        super().__init__(
+            persona=persona,
+            calendar=calendar,
+            context=context,
+            now=now,
+            clock=clock,
+            options=options,
+            store=store,
+            saved=saved,
+        )
         self._opening = self._resume_greeting() if self._resumed else self._fresh_greeting()
-        self._saved: dict[str, Any] | None = None
+
+    def _new_conversation(self, flows: dict[BotRole, FlowState]) -> _Conversation:
+        return _Conversation(role="lead", flows=flows, visited=["lead"])
+
+    def _booking_report(self) -> dict[str, Any] | None:
+        return self._c.booking.state() if self._c.booking else None
 
     # --- the Bot interface ---
 
     def greeting(self) -> str:
         return self._opening
-
-    @property
-    def voice(self) -> str:
-        return self.persona.bot(self._c.role).voice
-
-    @property
-    def done(self) -> bool:
-        return self._c.stage == "done"
 
     async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
         self._c.last_activity = self._now()
@@ -219,62 +184,6 @@ class QualifyingBot(Bot):
     def rollback(self, checkpoint: object) -> None:
         assert isinstance(checkpoint, _Conversation)
         self._c = copy.deepcopy(checkpoint)
-
-    def note_response_latency(self, latency_ms: float) -> None:
-        """The pipeline's measure of one reply's latency, for the effectiveness score."""
-        self._c.latencies_ms.append(latency_ms)
-
-    def snapshot(self) -> dict[str, Any]:
-        c = self._c
-        return {
-            "bot": c.role,
-            "stage": c.stage,
-            "resumed": self._resumed,
-            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
-            "progress": {role: self._progress(role) for role in ROLES},
-            "score": self.score().to_dict(),
-            "handoffs": [record.to_dict() for record in c.handoffs],
-            "appointment": c.appointment,
-            "booking": c.booking.state() if c.booking else None,
-            "next_step": c.next_step,
-            "cancel_pending": copy.deepcopy(c.cancel_pending),
-            "effectiveness": self.effectiveness(),
-            "interrupted_after": list(c.interruptions),
-        }
-
-    # --- what the bot knows ---
-
-    def score(self) -> Score:
-        return score_lead({role: self._c.flows[role].answers for role in ROLES})
-
-    def effectiveness(self) -> dict[str, float | None]:
-        """Question completion rate over the bots the caller met, and mean reply latency."""
-        flows = [self._c.flows[role] for role in self._c.visited]
-        questions = sum(len(flow.questions) for flow in flows)
-        answered = sum(flow.completion * len(flow.questions) for flow in flows)
-        latencies = self._c.latencies_ms
-        return {
-            "completion_rate": round(answered / questions, 3),
-            "mean_response_latency_ms": round(sum(latencies) / len(latencies), 1) if latencies else None,
-        }
-
-    def summary(self) -> str:
-        """What an agent needs to hear first: who, what for, how hot, and the answers."""
-        name = self._c.flows["lead"].answers.get("name") or "the caller"
-        score = self.score()
-        parts = [f"{score.temperature.capitalize()} lead: {name}."]
-        for role in ("buyer", "seller"):
-            phrases = self._c.flows[role].summary()
-            if phrases:
-                parts.append(f"{'Buying' if role == 'buyer' else 'Selling'}: {', '.join(phrases)}.")
-        parts.append(f"Why: {'; '.join(score.reasons)}.")
-        return " ".join(parts)
-
-    def _progress(self, role: BotRole) -> dict[str, Any]:
-        flow = self._c.flows[role]
-        unknown = [slot for slot, value in flow.answers.items() if value is None]
-        progress = {key: value for key, value in flow.to_dict().items() if key != "answers"}
-        return {**progress, "unknown": unknown, "completion": round(flow.completion, 3)}
 
     # --- qualifying ---
 
@@ -457,7 +366,7 @@ class QualifyingBot(Bot):
         if _RESCHEDULE.search(text):
             c.replacing = c.appointment
             kind = c.appointment.get("kind")
-            kind = kind if kind in _BOOKING_TITLES else _BOOKING_FOR[c.role]
+            kind = kind if kind in BOOKING_TITLES else _BOOKING_FOR[c.role]
             async for action in self._open_booking(kind, "Of course, let's find you a new time."):
                 yield action
         elif wants_person(text) or c.unclear_returning:
@@ -495,16 +404,6 @@ class QualifyingBot(Bot):
         yield self._say(f"Thanks for calling {self.persona.business_name}. Goodbye!")
         yield EndCall("conversation complete")
 
-    async def _contact(self) -> Contact:
-        if self._c.contact is None:
-            name = self._c.flows["lead"].answers.get("name") or ""
-            self._c.contact = await self.calendar.upsert_contact(name=name, phone=lead_phone(self.context))
-        return self._c.contact
-
-    def _booking_title(self, kind: BookingKind) -> str:
-        name = self._c.flows["lead"].answers.get("name") or lead_phone(self.context)
-        return f"{_BOOKING_TITLES[kind]}: {name}"
-
     # --- helpers ---
 
     def _say(self, text: str) -> Say:
@@ -520,53 +419,9 @@ class QualifyingBot(Bot):
 
     # --- the saved session ---
 
-    def session_state(self) -> dict[str, Any]:
-        """This conversation as the session store keeps it (JSON-ready)."""
-        c = self._c
-        return {
-            "version": STATE_VERSION,
-            "current_bot": c.role,
-            "answers": {role: dict(c.flows[role].answers) for role in ROLES},
-            "progress": {role: self._progress(role) for role in ROLES},
-            "visited": list(c.visited),
-            "score": self.score().to_dict(),
-            "handoffs": [record.to_dict() for record in c.handoffs],
-            "appointment": c.appointment,
-            "next_step": c.next_step,
-            "effectiveness": self.effectiveness(),
-            "last_activity": (c.last_activity or self._now()).isoformat(),
-            "stage": c.stage,
-            "booking": c.booking.state() if c.booking else None,
-            "cancel_pending": copy.deepcopy(c.cancel_pending),
-        }
-
-    async def persist(self) -> None:
-        """Save the session if it changed since the last save; cheap when nothing did. A store
-        failure is logged, not raised: the call goes on without resumption."""
-        if self._store is None:
-            return
-        state = self.session_state()
-        if state == self._saved:
-            return
-        try:
-            await self._store.save(self.context.tenant, lead_phone(self.context), state)
-        except Exception:  # the session store is optional for the call itself
-            log.warning("bot session not saved", exc_info=True, extra={"tenant": self.context.tenant})
-            return
-        self._saved = state
-
     def _restore(self, saved: dict[str, Any]) -> None:
-        c = self._c
-        for role in ROLES:
-            progress = {**saved["progress"].get(role, {}), "answers": saved["answers"].get(role, {})}
-            c.flows[role] = FlowState.from_dict(role, self._questions[role], progress)
-        c.role = saved["current_bot"] if saved.get("current_bot") in ROLES else "lead"
-        c.visited = [role for role in saved.get("visited", [c.role]) if role in ROLES] or [c.role]
-        c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
-        c.appointment = saved.get("appointment")
-        c.next_step = saved.get("next_step")
-        c.cancel_pending = list(saved.get("cancel_pending", []))
-        c.stage = "returning" if c.appointment else "qualifying"
+        self._restore_state(saved)
+        self._c.stage = "returning" if self._c.appointment else "qualifying"
 
     async def continue_call(self, state: dict[str, Any]) -> None:
         """Take over this call from another brain (the LLM one, failing) at its ``state``, the
@@ -581,15 +436,13 @@ class QualifyingBot(Bot):
             flow.ask_next()  # the brain asks in order: its question was the first one open
         stage = state.get("stage")
         booking = state.get("booking") or {}
-        if stage == "booking" and booking.get("kind") in _BOOKING_TITLES and c.appointment is None:
+        if stage == "booking" and booking.get("kind") in BOOKING_TITLES and c.appointment is None:
             await self._new_booking(booking["kind"])
         elif stage in ("confirm_transfer", "transferring", "done"):
             c.stage = stage
 
     def _resume_greeting(self) -> str:
-        name = self._c.flows["lead"].answers.get("name")
-        bot = self.persona.bot(self._c.role)
-        hello = f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
+        hello = self._welcome_back()
         if self._c.appointment:
             return f"{hello} {self._booked_for(self._c.appointment)} How can I help you today?"
         question = self._c.flows[self._c.role].ask_next()
