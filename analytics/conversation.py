@@ -1,9 +1,11 @@
-"""How the conversation flowed, from a call's events: interruptions, caller silences, bot dead
-air and turn latency.
+"""How the conversation flowed, from a call's events: interruptions both ways, caller silences,
+bot dead air and turn latency.
 
-Only what the events record is counted. The caller talking over the bot is an ``Interruption``
-event; the bot talking over the caller is not recorded by the runtime, so it is not here.
-Times are seconds since the call's stream started, as in the events.
+Only what the events record is counted. The caller talking over the bot is an ``Interruption``;
+the bot talking over the caller a ``BotTalkedOver``. Caller silences run from the end of a reply
+the caller heard (``ReplyHeard``) to their next speech onset; events from before those facts were
+recorded fall back to the runtime's silence watchdog. Times are seconds since the call's stream
+started, as in the events.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal
 
 from analytics.pii import redact
 from runtime.events import (
+    BotTalkedOver,
     BotUtterance,
     CallEnded,
     CallerUtterance,
@@ -23,9 +26,12 @@ from runtime.events import (
     FillerPlayed,
     GreetingLatency,
     Interruption,
+    ReplyHeard,
     ReplyResumed,
     Silence,
+    TransferEvent,
     TurnLatency,
+    TurnUnanswered,
     VendorDegraded,
 )
 from runtime.histogram import percentile
@@ -62,9 +68,21 @@ class InterruptionStat:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BotInterruption:
+    """The bot's reply of ``turn`` began (at ``at``) while the caller was still speaking."""
+
+    at: float
+    turn: int
+    interrupter: Literal["bot"] = "bot"
+    interrupted: Literal["caller"] = "caller"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallerSilence:
-    """The caller said nothing from ``started_at`` to at least ``ended_at``: the runtime's
-    silence prompt, and its hang-up if the caller stayed silent after the prompt."""
+    """The caller said nothing from ``started_at`` to ``ended_at``: from the end of a bot reply
+    they heard to their next speech (the bot's prompts in between do not end it), or to the call's
+    end (``hung_up`` when the runtime hung up on the silence). Events without those facts give
+    the watchdog's view instead: its prompt, and its hang-up if the caller stayed silent."""
 
     started_at: float
     ended_at: float
@@ -75,12 +93,14 @@ class CallerSilence:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadAir:
     """The caller waited ``wait_ms`` for the bot's first audio: from their end of speech (turn 0:
-    from the stream's start, for the greeting)."""
+    from the stream's start, for the greeting). ``unanswered``: the turn got no reply at all, and
+    the wait runs to the bot's next audio or the call's end."""
 
     turn: int
     started_at: float
     ended_at: float
     wait_ms: float
+    unanswered: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +112,10 @@ class ConversationStats:
     interruptions: tuple[InterruptionStat, ...]
     #: caller interruptions (with words) per bot turn
     interruption_rate: float
+    #: replies that began while the caller was speaking
+    bot_interruptions: tuple[BotInterruption, ...]
+    #: bot interruptions per caller turn
+    bot_interruption_rate: float
     caller_silences: tuple[CallerSilence, ...]
     #: caller silences per bot turn
     silence_rate: float
@@ -111,15 +135,19 @@ def analyse_conversation(
 ) -> ConversationStats:
     events = list(events)
     bot_turns = len({e.turn for e in events if isinstance(e, BotUtterance | Interruption)})
+    caller_turns = sum(isinstance(e, CallerUtterance) for e in events)
     interruptions = interruptions_of(events)
+    talked_over = tuple(BotInterruption(at=e.at, turn=e.turn) for e in events if isinstance(e, BotTalkedOver))
     silences = tuple(s for s in caller_silences(events) if s.silent_s >= options.caller_silence_s)
     first_audio = tuple(round(e.first_audio_ms, 1) for e in events if isinstance(e, TurnLatency))
     return ConversationStats(
         duration_s=_duration_s(events),
-        caller_turns=sum(isinstance(e, CallerUtterance) for e in events),
+        caller_turns=caller_turns,
         bot_turns=bot_turns,
         interruptions=interruptions,
         interruption_rate=_rate(sum(not i.resumed for i in interruptions), bot_turns),
+        bot_interruptions=talked_over,
+        bot_interruption_rate=_rate(len(talked_over), caller_turns),
         caller_silences=silences,
         silence_rate=_rate(len(silences), bot_turns),
         dead_air=dead_air(events, options.dead_air_ms),
@@ -162,6 +190,54 @@ def _interruption(event: Interruption) -> InterruptionStat:
 
 
 def caller_silences(events: Sequence[CallEvent]) -> tuple[CallerSilence, ...]:
+    """Every caller silence, of any length: measured from the speech bounds when the events have
+    them, else the watchdog's view."""
+    if _speech_bounds_known(events):
+        return heard_silences(events)
+    return watchdog_silences(events)
+
+
+def _speech_bounds_known(events: Sequence[CallEvent]) -> bool:
+    """Replies heard to their end are recorded, and every caller turn has its onset."""
+    utterances = [e for e in events if isinstance(e, CallerUtterance)]
+    return any(isinstance(e, ReplyHeard) for e in events) and all(u.onset_at is not None for u in utterances)
+
+
+def heard_silences(events: Sequence[CallEvent]) -> tuple[CallerSilence, ...]:
+    """From the end of a reply the caller heard to their next speech onset. A transfer starting
+    ends the wait (the caller is then with a person); otherwise it runs to the call's end."""
+    found: list[CallerSilence] = []
+    since: float | None = None
+    hung_up = False
+    for event in events:
+        if isinstance(event, ReplyHeard) and since is None:
+            since, hung_up = event.at, False
+        elif since is None:
+            continue
+        elif isinstance(event, CallerUtterance) and event.onset_at is not None:
+            if event.onset_at > since:
+                found.append(_quiet(since, event.onset_at, hung_up=False))
+            since = None
+        elif isinstance(event, TransferEvent) and event.phase == "started":
+            found.append(_quiet(since, event.at, hung_up=False))
+            since = None
+        elif isinstance(event, Silence) and event.action == "hangup":
+            hung_up = True
+    if since is not None:
+        found.append(_quiet(since, _duration_s(events), hung_up=hung_up))
+    return tuple(found)
+
+
+def _quiet(started_at: float, ended_at: float, *, hung_up: bool) -> CallerSilence:
+    return CallerSilence(
+        started_at=round(started_at, 3),
+        ended_at=round(ended_at, 3),
+        silent_s=round(ended_at - started_at, 3),
+        hung_up=hung_up,
+    )
+
+
+def watchdog_silences(events: Sequence[CallEvent]) -> tuple[CallerSilence, ...]:
     """The runtime's ``Silence`` events as silences: a prompt and the hang-up after it, with no
     caller words between, are one silence."""
     found: list[CallerSilence] = []
@@ -193,7 +269,13 @@ def _silence(first: Silence, last: Silence, *, hung_up: bool) -> CallerSilence:
 
 
 def dead_air(events: Sequence[CallEvent], threshold_ms: float) -> tuple[DeadAir, ...]:
-    """Turns (and the greeting) the caller waited longer than ``threshold_ms`` to hear the bot."""
+    """Turns (and the greeting) the caller waited longer than ``threshold_ms`` to hear the bot,
+    and every turn that got no reply at all, in the order they began."""
+    slow = [w for w in _answer_waits(events) if w.wait_ms > threshold_ms]
+    return tuple(sorted([*slow, *unanswered_waits(events)], key=lambda w: w.started_at))
+
+
+def _answer_waits(events: Sequence[CallEvent]) -> list[DeadAir]:
     waits = [
         DeadAir(turn=0, started_at=0.0, ended_at=e.at, wait_ms=round(e.latency_ms, 1))
         for e in events
@@ -209,7 +291,44 @@ def dead_air(events: Sequence[CallEvent], threshold_ms: float) -> tuple[DeadAir,
         for e in events
         if isinstance(e, TurnLatency)
     ]
-    return tuple(w for w in waits if w.wait_ms > threshold_ms)
+    return waits
+
+
+def unanswered_waits(events: Sequence[CallEvent]) -> list[DeadAir]:
+    """Each ``TurnUnanswered``: from the caller's end of speech (unknown when the turn failed
+    before its transcript: from when the bot gave up) to the bot's next audio after it gave up,
+    or the call's end. An acknowledgement played before it gave up did not answer the turn."""
+    speech_end = {
+        e.turn: e.speech_end_at for e in events if isinstance(e, CallerUtterance) and e.speech_end_at is not None
+    }
+    waits: list[DeadAir] = []
+    for index, event in enumerate(events):
+        if isinstance(event, TurnUnanswered):
+            started_at = speech_end.get(event.turn, event.at)
+            later = (_bot_audio_at(e) for e in events[index + 1 :])
+            ended_at = next((at for at in later if at is not None), _duration_s(events))
+            waits.append(_unanswered(event.turn, started_at, ended_at))
+    return waits
+
+
+def _unanswered(turn: int, started_at: float, ended_at: float) -> DeadAir:
+    return DeadAir(
+        turn=turn,
+        started_at=round(started_at, 3),
+        ended_at=round(ended_at, 3),
+        wait_ms=round((ended_at - started_at) * 1000, 1),
+        unanswered=True,
+    )
+
+
+def _bot_audio_at(event: CallEvent) -> float | None:
+    """By when the bot was heard, if the event says: an answer's first audio, a reply begun over
+    the caller or resumed, a silence prompt starting, a reply done (its audio began earlier)."""
+    if isinstance(event, TurnLatency):
+        return event.speech_end_at + event.first_audio_ms / 1000
+    if isinstance(event, BotTalkedOver | ReplyResumed | Silence | BotUtterance):
+        return event.at
+    return None
 
 
 def _duration_s(events: Sequence[CallEvent]) -> float:
