@@ -8,7 +8,7 @@ from analytics.conversation import analyse_conversation
 from analytics.summary import outcome_of
 from analytics.voice_score import ScoreOptions, latency_points, rate_points, voice_score
 from runtime.events import BotUtterance, CallEnded, CallerUtterance, CallEvent, GreetingLatency, Interruption
-from tests.test_conversation_analytics import latency, qualification_call
+from tests.test_conversation_analytics import latency, qualification_call, spoken_call
 
 
 def worked_example_call() -> list[CallEvent]:
@@ -63,6 +63,23 @@ def test_the_qualification_call() -> None:
     assert (score.latency, score.interruptions, score.silence) == (0.0, 66.66, 66.66)
     # (35 * 0 + 20 * 66.66 + 15 * 66.66 + 30 * 80) / 100 = 47.331
     assert score.score == 47.3
+
+
+def test_a_call_with_the_speech_bounds() -> None:
+    stats = analyse_conversation(spoken_call())
+    # the caller's 11.5 s silence (reply heard -> onset) counts; the bot talking over them and the
+    # unanswered turn are reported but not scored
+    assert (stats.latency_p95_ms, stats.interruption_rate, stats.silence_rate) == (1200.0, 0.2, 0.2)
+    score = voice_score(
+        interruption_rate=stats.interruption_rate,
+        silence_rate=stats.silence_rate,
+        latency_p95_ms=stats.latency_p95_ms,
+        outcome="qualified",
+    )
+    # latency 100 * 800 / 1200 = 66.67; both rates 0.2 -> 60
+    assert (score.latency, score.interruptions, score.silence) == (66.67, 60.0, 60.0)
+    # (35 * 66.67 + 20 * 60 + 15 * 60 + 30 * 80) / 100 = 68.3345
+    assert score.score == 68.3
 
 
 @pytest.mark.parametrize(
