@@ -155,6 +155,17 @@ class PgCallStore(CallStore):
         rows = await self._fetch("SELECT * FROM recordings WHERE call_sid = $1", call_sid)
         return RecordingRecord(**dict(rows[0])) if rows else None
 
+    async def recording_paths(self, created_before: datetime) -> list[str]:
+        rows = await self._fetch("SELECT path FROM recordings WHERE created_at < $1", created_before)
+        return [row["path"] for row in rows]
+
+    async def forget_recordings(self, paths: Sequence[str]) -> int:
+        if not paths:
+            return 0
+        async with self._connection() as conn:
+            removed: int = await conn.fetchval(_FORGET_SQL, list(paths))
+        return removed
+
     async def call_appointments(self, call_sid: str) -> list[AppointmentRecord]:
         rows = await self._fetch("SELECT * FROM appointments WHERE call_sid = $1 ORDER BY starts_at", call_sid)
         return [AppointmentRecord(**dict(row)) for row in rows]
@@ -197,6 +208,7 @@ SELECT count(*) AS calls, sum(duration_s) AS total, avg(duration_s) AS mean, max
     (SELECT coalesce(sum(u.billable_minutes), 0) FROM usage u JOIN calls c ON c.call_sid = u.call_sid {where})
         AS billable_minutes
 FROM calls c {where}"""
+_FORGET_SQL = "WITH gone AS (DELETE FROM recordings WHERE path = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM gone"
 _OUTCOMES_SQL = "SELECT outcome, count(*) AS n FROM calls c {where} AND outcome IS NOT NULL GROUP BY outcome"
 _FRACTIONS = ", ".join(str(p / 100) for p in PERCENTILES)
 _LATENCY_SQL = f"""

@@ -98,7 +98,8 @@ class SqliteCallStore(CallStore):
             self._db = db
         return self._db
 
-    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> int:
+        """Run the statements in one transaction; returns the rows they changed."""
         async with self._lock:
             try:
                 db = await self._connect()
@@ -106,9 +107,12 @@ class SqliteCallStore(CallStore):
             except (sqlite3.Error, OSError) as e:
                 raise StoreError(f"sqlite unavailable: {e!r}", retryable=True) from e
             try:
+                changed = 0
                 for sql, rows in statements:
-                    await db.executemany(sql, rows)
+                    cursor = await db.executemany(sql, rows)
+                    changed += cursor.rowcount
                 await db.execute("COMMIT")
+                return changed
             except sqlite3.Error as e:
                 await db.execute("ROLLBACK")
                 refused = isinstance(e, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError)
@@ -180,6 +184,15 @@ class SqliteCallStore(CallStore):
     async def call_recording(self, call_sid: str) -> RecordingRecord | None:
         rows = await self._fetch("SELECT * FROM recordings WHERE call_sid = ?", call_sid)
         return RecordingRecord(**rows[0]) if rows else None
+
+    async def recording_paths(self, created_before: datetime) -> list[str]:
+        rows = await self._fetch("SELECT path FROM recordings WHERE created_at < ?", to_micros(created_before))
+        return [row["path"] for row in rows]
+
+    async def forget_recordings(self, paths: Sequence[str]) -> int:
+        if not paths:
+            return 0
+        return await self._transaction([("DELETE FROM recordings WHERE path = ?", [[path] for path in set(paths)])])
 
     async def call_appointments(self, call_sid: str) -> list[AppointmentRecord]:
         rows = await self._fetch("SELECT * FROM appointments WHERE call_sid = ? ORDER BY starts_at", call_sid)

@@ -180,6 +180,16 @@ class CallStore(ABC):
     async def call_recording(self, call_sid: str) -> RecordingRecord | None: ...
 
     @abstractmethod
+    async def recording_paths(self, created_before: datetime) -> list[str]:
+        """The files of the recordings created before ``created_before``: those the retention
+        sweep may have deleted, so it can forget the rows whose file is gone."""
+
+    @abstractmethod
+    async def forget_recordings(self, paths: Sequence[str]) -> int:
+        """Remove the recordings whose file is one of ``paths`` (deleted from disk, so the API
+        must no longer offer them); returns the rows removed. Forgetting twice is harmless."""
+
+    @abstractmethod
     async def call_appointments(self, call_sid: str) -> list[AppointmentRecord]: ...
 
     @abstractmethod

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 
@@ -18,7 +19,7 @@ from analytics.live_bus import LiveBus, LiveBusError, open_bus
 from analytics.migrate import MigrationError, migrate
 from analytics.pii import Cipher
 from analytics.recording import delete_expired
-from analytics.store import CallStore, open_store
+from analytics.store import CallStore, StoreError, open_store
 from analytics.write_behind import WriteBehind
 from runtime.anthropic_llm import AnthropicLlm
 from runtime.app_state import STATE, ServerState
@@ -75,7 +76,7 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     analyst = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     summariser = _summariser(state.settings)
     state.archive = CallArchive(writer, analyst=analyst, summariser=summariser, cipher=cipher, metrics=state.metrics)
-    jobs = [asyncio.create_task(_refresh(state, writer)), asyncio.create_task(_sweep_recordings(state))]
+    jobs = [asyncio.create_task(_refresh(state, writer)), asyncio.create_task(_sweep_recordings(state, store))]
     yield
     for job in jobs:
         job.cancel()
@@ -139,13 +140,31 @@ async def _publish_counts(bus: LiveBus, archive: CallArchive) -> None:
             raise
 
 
-async def _sweep_recordings(state: ServerState) -> None:
+async def _sweep_recordings(state: ServerState, store: CallStore) -> None:
     storage = state.settings.storage
     if storage.recording_retention_days <= 0:
         return
+    retention = timedelta(days=storage.recording_retention_days)
     while True:
-        cutoff = timedelta(days=storage.recording_retention_days)
-        removed = await asyncio.to_thread(delete_expired, storage.recordings_dir, cutoff, now=datetime.now(UTC))
-        if removed:
-            log.info("expired recordings deleted", extra={"count": len(removed)})
+        await sweep_recordings(store, storage.recordings_dir, retention, now=datetime.now(UTC))
         await asyncio.sleep(RETENTION_SWEEP_S)
+
+
+async def sweep_recordings(store: CallStore, directory: Path, retention: timedelta, *, now: datetime) -> None:
+    """Delete the recordings older than ``retention`` and forget them in the store, so the API
+    never offers a file that is gone. A store failure is logged, not raised: the next sweep
+    forgets every old row whose file no longer exists, these included."""
+    removed = await asyncio.to_thread(delete_expired, directory, retention, now=now)
+    try:
+        missing = await _missing_files(await store.recording_paths(now - retention))
+        forgotten = await store.forget_recordings(sorted({*map(str, removed), *missing}))
+    except StoreError:
+        log.warning("expired recordings not forgotten in the store; the next sweep retries", exc_info=True)
+        return
+    if removed or forgotten:
+        log.info("expired recordings swept", extra={"deleted": len(removed), "forgotten": forgotten})
+
+
+async def _missing_files(paths: list[str]) -> list[str]:
+    """The paths with no file behind them (checked in a thread: ``stat`` blocks)."""
+    return await asyncio.to_thread(lambda: [path for path in paths if not Path(path).exists()])

@@ -179,6 +179,36 @@ async def test_recording_usage_and_appointments(store: CallStore) -> None:
     assert await store.call_appointments("CA1") == [booking]
 
 
+def recording(sid: str, *, minutes: int = 0) -> RecordingRecord:
+    return RecordingRecord(
+        call_sid=sid,
+        tenant="acme",
+        path=f"rec/{sid}.wav",
+        duration_s=30.0,
+        channels=2,
+        size_bytes=480044,
+        created_at=T0 + timedelta(minutes=minutes),
+    )
+
+
+async def test_forget_recordings_removes_only_the_named_files_once(store: CallStore) -> None:
+    await store.write([recording("CA1"), recording("CA2", minutes=5), recording("CA3", minutes=10)])
+    assert await store.forget_recordings(["rec/CA1.wav", "rec/CA3.wav", "rec/CA9.wav"]) == 2
+    assert await store.call_recording("CA1") is None
+    assert await store.call_recording("CA3") is None
+    assert await store.call_recording("CA2") == recording("CA2", minutes=5)
+    assert await store.forget_recordings(["rec/CA1.wav", "rec/CA3.wav"]) == 0, "forgetting twice changes nothing"
+    assert await store.forget_recordings([]) == 0
+    assert await store.forget_recordings(["rec/CA2.wav", "rec/CA2.wav"]) == 1
+
+
+async def test_recording_paths_lists_those_created_before(store: CallStore) -> None:
+    await store.write([recording("CA1"), recording("CA2", minutes=5), recording("CA3", minutes=10)])
+    before = await store.recording_paths(T0 + timedelta(minutes=10))
+    assert sorted(before) == ["rec/CA1.wav", "rec/CA2.wav"], "the bound is exclusive"
+    assert await store.recording_paths(T0) == []
+
+
 async def test_bot_sessions_are_per_tenant_and_phone(store: CallStore) -> None:
     assert await store.load_bot_session("acme", "+15125550123") is None
     await store.save_bot_session("acme", "+15125550123", {"step": "budget", "answers": {"beds": 3}})
