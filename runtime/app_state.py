@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from analytics.recording import StereoRecorder
 from bots.base import BotFactory
 from runtime.bot_shelf import BotShelf
 from runtime.call_archive import CallArchive
@@ -48,6 +49,9 @@ class ServerState:
     #: bots waiting for their call's stream (prepared by the voice webhook, or parked in a transfer)
     shelf: BotShelf = field(default_factory=BotShelf)
     transfers: Transfers = field(init=False)
+    #: recordings of calls whose caller is with a person: (recorder, when the call's first stream
+    #: started), closed when the transfer ends or continued if the caller comes back
+    recordings_on_hold: dict[str, tuple[StereoRecorder, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validator = WebhookValidator(self.settings.twilio_auth_token)

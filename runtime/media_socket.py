@@ -165,7 +165,8 @@ class _MediaConnection:
         returning = params.get(OUTCOME_PARAMETER)
         if state.archive is not None:
             state.archive.call_started(report)
-        self.recorder = self._recorder(start.call_sid, first_stream=returning is None)
+        held = state.recordings_on_hold.pop(start.call_sid, None) if returning is not None else None
+        self.recorder = held[0] if held else self._recorder(start.call_sid)
         self.session = session = CallSession(
             context=context,
             stream_sid=start.stream_sid,
@@ -178,17 +179,17 @@ class _MediaConnection:
             transfer=lambda request: state.transfers.start(context, session.bot, request, at=session.elapsed),
             returning_from_transfer=bot_outcome(returning) if returning is not None else None,
             recorder=self.recorder,
+            recording_started_at=held[1] if held else None,
         )
         state.live[start.call_sid] = session
         self.task = asyncio.create_task(self._run_session(self.session), name=f"call-{start.call_sid}")
         log.info("stream started", extra={"call_sid": start.call_sid, "stream_sid": start.stream_sid})
         return True
 
-    def _recorder(self, call_sid: str, *, first_stream: bool) -> StereoRecorder | None:
-        """The call's stereo recording, when calls are recorded. A caller back from a failed
-        transfer is not recorded again (the call's recording is its first stream's)."""
+    def _recorder(self, call_sid: str) -> StereoRecorder | None:
+        """The call's stereo recording, when calls are recorded."""
         storage = self.state.settings.storage
-        if not (storage.keep_calls and storage.record_calls and first_stream and self.state.archive is not None):
+        if not (storage.keep_calls and storage.record_calls and self.state.archive is not None):
             return None
         try:
             return StereoRecorder(storage.recordings_dir / f"{call_sid}.wav")
@@ -232,13 +233,30 @@ class _MediaConnection:
         report.dropped_inbound_frames = session.dropped_frames
         report.bot_state = session.bot_state()
         log.info("call ended", extra={"call_sid": session.context.call_sid, "reason": session.end_reason})
-        recording = self._close_recording(report)
-        if self.state.archive is not None and not session.transferring:
-            await self.state.archive.call_ended(report, recording)
+        if not session.transferring:
+            await finish_call(self.state, report, self.recorder)
+        elif self.recorder is not None:  # the caller may come back; the recording waits for them
+            self.state.recordings_on_hold[report.context.call_sid] = (self.recorder, session.started_at)
 
-    def _close_recording(self, report: CallReport) -> RecordingRecord | None:
-        if self.recorder is None:
-            return None
-        self.recorder.close()
+
+async def finish_call(state: ServerState, report: CallReport, recorder: StereoRecorder | None) -> None:
+    """The call is over for good: close its recording and keep it all (when calls are kept)."""
+    recording: RecordingRecord | None = None
+    if recorder is not None:
+        recorder.close()
         context = report.context
-        return self.recorder.to_record(call_sid=context.call_sid, tenant=context.tenant, created_at=datetime.now(UTC))
+        recording = recorder.to_record(call_sid=context.call_sid, tenant=context.tenant, created_at=datetime.now(UTC))
+    if state.archive is not None:
+        await state.archive.call_ended(report, recording)
+
+
+async def finish_transferred_call(state: ServerState, call_sid: str, outcome: str) -> None:
+    """A transfer ended without the caller coming back to the bot (a person took the call, or
+    the caller hung up on hold): the call is over for us, with that outcome."""
+    held = state.recordings_on_hold.pop(call_sid, None)
+    report = state.reports.get(call_sid)
+    if report is not None:
+        report.bot_state = {**report.bot_state, "transfer": {"outcome": outcome}}
+        await finish_call(state, report, held[0] if held else None)
+    elif held is not None:
+        held[0].close()

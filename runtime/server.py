@@ -7,6 +7,7 @@ Handlers only move bytes and check credentials; each call's work happens in its 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -22,7 +23,7 @@ from runtime.call_keeping import add_call_keeping, open_call_store
 from runtime.config import Settings
 from runtime.dialer import add_dial_routes
 from runtime.engines import EngineOptions, Engines, load_engines
-from runtime.media_socket import media_stream
+from runtime.media_socket import finish_transferred_call, media_stream
 from runtime.metrics import add_metrics_routes
 from runtime.report import CallReport
 from runtime.speech import TextToSpeech
@@ -62,6 +63,7 @@ def create_app(
     app.router.add_get("/api/calls/{call_sid}", get_call)
     add_dial_routes(app)
     app[STATE].transfers.add_routes(app.router)
+    app[STATE].transfers.on_call_over = functools.partial(finish_transferred_call, app[STATE])
     app.cleanup_ctx.append(_engines_ctx)
     app.cleanup_ctx.append(_rest_ctx)
     app.on_shutdown.append(_close_calls)

@@ -196,6 +196,7 @@ class CallSession:
         transfer: TransferHook | None = None,
         returning_from_transfer: TransferOutcome | None = None,
         recorder: StereoRecorder | None = None,
+        recording_started_at: float | None = None,
     ) -> None:
         self.context = context
         self.bot = bot
@@ -218,6 +219,9 @@ class CallSession:
         #: the bot ended the call (rather than the caller, Twilio or the server)
         self.hung_up = False
         self.started_at = clock.now()
+        #: where the recording's timeline starts: this stream, or the call's first stream when
+        #: the caller is back after a failed transfer and the recording goes on
+        self._recording_base = self.started_at if recording_started_at is None else recording_started_at
         self._reply: _Reply | None = None  # the bot turn being produced
         self._last_reply_task: asyncio.Task[None] | None = None
         self._playing: _Reply | None = None  # the last bot turn that queued audio
@@ -259,7 +263,7 @@ class CallSession:
     def feed_media(self, ulaw: bytes) -> None:
         now = self._clock.now()
         if self._recorder is not None:
-            self._recorder.caller(ulaw, now - self.started_at)
+            self._recorder.caller(ulaw, now - self._recording_base)
         try:
             self._inbound.put_nowait((ulaw, now))
         except asyncio.QueueFull:
@@ -269,7 +273,7 @@ class CallSession:
 
     def _record_bot_frame(self, ulaw: bytes, at: float) -> None:
         assert self._recorder is not None
-        self._recorder.bot(ulaw, at - self.started_at)
+        self._recorder.bot(ulaw, at - self._recording_base)
 
     def on_mark(self, name: str) -> None:
         """Twilio played everything queued before this mark (or flushed it on ``clear``)."""

@@ -6,7 +6,7 @@ transfer failed comes back to the same conversation (the bot apologises and book
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -54,6 +54,9 @@ class Transfers:
         self._sink = sink
         self._spawn = spawn
         self.rest: TwilioRest | None = None
+        #: called with (call, outcome) once a transfer ends without the caller coming back: the
+        #: call is over for us
+        self.on_call_over: Callable[[str, str], Awaitable[None]] | None = None
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         self.callbacks.add_routes(router)
@@ -93,6 +96,8 @@ class Transfers:
         self._sink.emit(transfer.call_sid, event)
         if not result.returned_to_bot:
             self._shelf.take(transfer.call_sid)  # nobody is coming back for it
+            if self.on_call_over is not None:
+                await self.on_call_over(transfer.call_sid, result.outcome.value)
         log.info("transfer ended", extra={"call_sid": transfer.call_sid, "outcome": result.outcome.value})
 
     def _return_twiml(self, context: CallContext, extra: Mapping[str, str]) -> str:

@@ -9,14 +9,18 @@ the Twilio emulator, whose conference, agent leg and callbacks the server's warm
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
+from analytics.records import CallRecord, RecordingRecord
+from analytics.store import open_store
 from bots.business_hours import BusinessHours
 from bots.calendar import Appointment, Contact, Slot
 from bots.local_calendar import LocalCalendar
@@ -27,6 +31,7 @@ from runtime.bot_config import BotCoreOptions
 from runtime.engines import Engines
 from runtime.events import HandOff, TransferEvent, TurnLatency
 from runtime.report import CallReport
+from runtime.storage_config import StorageOptions
 from runtime.stt import ScriptedStt, ScriptedSttStream
 from runtime.tts import ScriptedTts
 from telephony.simulator.caller import SimulatedCallOptions, run_simulated_call
@@ -327,15 +332,31 @@ async def dial_lead(office: Office, http: aiohttp.ClientSession) -> str:
 
 
 async def transfer_office(
-    start_server: StartServer, scripted_engines: Engines, emulator: Emulator, lines: Sequence[str]
+    start_server: StartServer, scripted_engines: Engines, emulator: Emulator, lines: Sequence[str], data_dir: Path
 ) -> Office:
-    """An office whose bots transfer to ``AGENT`` over Twilio (the emulator) and dial out."""
+    """An office whose bots transfer to ``AGENT`` over Twilio (the emulator) and dial out, and
+    which keeps its calls (embedded store, recordings) under ``data_dir``."""
     return await open_office(
         start_server,
         scripted_engines,
         lines,
+        storage=StorageOptions(data_dir=data_dir),
         **dialling(emulator, bot_core=BotCoreOptions(agent_number=AGENT, transfer=FAST)),
     )
+
+
+async def kept_call(data_dir: Path, call_sid: str) -> tuple[CallRecord, RecordingRecord]:
+    """The call as the store has it once it is over for us (and its recording)."""
+    store = open_store(None, data_dir=data_dir)
+    try:
+        async with asyncio.timeout(30):
+            while (call := await store.get_call(call_sid)) is None or call.state != "completed":  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # the write-behind buffer gets there on its own time
+        recording = await store.call_recording(call_sid)
+    finally:
+        await store.aclose()
+    assert recording is not None
+    return call, recording
 
 
 def lead_says(*lines: str, then_listen_ms: int = 30_000) -> CallerScript:
@@ -343,12 +364,16 @@ def lead_says(*lines: str, then_listen_ms: int = 30_000) -> CallerScript:
 
 
 async def test_a_caller_asking_for_a_person_is_transferred_and_the_bot_leaves(
-    start_server: StartServer, scripted_engines: Engines, start_emulator: StartEmulator, http: aiohttp.ClientSession
+    start_server: StartServer,
+    scripted_engines: Engines,
+    start_emulator: StartEmulator,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
 ) -> None:
     emulator = await start_emulator(callee(script=lead_says(*ASKS_FOR_A_PERSON), max_duration_s=60.0))
     emulator.state.callees[AGENT] = callee(ring_s=0.3, amd_duration_ms=100, max_duration_s=60.0)
     emulator.state.rooms.say_words_per_s = 40.0  # the briefing takes a moment, not ~6 s
-    office = await transfer_office(start_server, scripted_engines, emulator, ASKS_FOR_A_PERSON)
+    office = await transfer_office(start_server, scripted_engines, emulator, ASKS_FOR_A_PERSON, tmp_path)
     call_sid = await dial_lead(office, http)
 
     report = office.server.state.reports.get(call_sid)
@@ -362,10 +387,18 @@ async def test_a_caller_asking_for_a_person_is_transferred_and_the_bot_leaves(
     assert [s["end_reason"] for s in emulator.state.calls[call_sid].streams] == ["ended_by_twilio"]
     await eventually(lambda: call_sid not in office.server.state.live, "the bot leaving the call")
     assert len(office.server.state.shelf) == 0  # nobody is coming back for the bot
+    # The call is over for us once the person has it: kept with its outcome and recording.
+    call, recording = await kept_call(tmp_path, call_sid)
+    assert call.outcome == "transferred" and recording.size_bytes > 8000 * 4  # over a second of stereo audio
+    assert office.server.state.recordings_on_hold == {}
 
 
 async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callback(
-    start_server: StartServer, scripted_engines: Engines, start_emulator: StartEmulator, http: aiohttp.ClientSession
+    start_server: StartServer,
+    scripted_engines: Engines,
+    start_emulator: StartEmulator,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
 ) -> None:
     back = CallerScript(
         "back", (CallerLine("the first one works", pause_ms=300), CallerLine("yes, please book it", pause_ms=300))
@@ -375,7 +408,7 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callba
     )
     emulator.state.callees[AGENT] = callee(outcome="busy", ring_s=0.3, max_duration_s=60.0)
     lines = (*ASKS_FOR_A_PERSON, "the first one works", "yes, please book it")
-    office = await transfer_office(start_server, scripted_engines, emulator, lines)
+    office = await transfer_office(start_server, scripted_engines, emulator, lines, tmp_path)
     call_sid = await dial_lead(office, http)
 
     async with asyncio.timeout(60):
@@ -387,6 +420,12 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callba
     [appointment] = office.calendar.appointments
     assert appointment.title.startswith("Callback") and appointment.contact.phone == LEAD
     assert report.bot_state["appointment"]["kind"] == "callback"
+    # One recording for the whole call: both streams, the caller's time on hold between them.
+    kept, recording = await kept_call(tmp_path, call_sid)
+    assert kept.outcome == "booked" and kept.duration_s is not None
+    with wave.open(recording.path) as wav:
+        assert abs(wav.getnframes() / 8000 - kept.duration_s) < 4
+    assert recording.duration_s > sum(s["duration_s"] for s in call.streams) - 1
 
 
 async def test_without_an_agent_number_the_bot_offers_a_callback_instead(
