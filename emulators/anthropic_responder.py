@@ -7,8 +7,9 @@ Stateless, like the API: every request is answered from what it carries. The cal
 already in the history (``find_slots`` and ``book_appointment``, in order), and a calendar request
 not answered yet becomes the tool call to make now. The replayed turn becomes a series of model
 steps, each some text and the tool calls that end it (``record_answers`` with what was learned
-and is not recorded by a call in the history yet, ``hand_off``, ``find_slots``, ``book_appointment``, ``transfer_to_human``,
-``end_call``); the assistant messages since the caller spoke say how many steps were taken.
+and is not recorded by a call in the history yet, ``hand_off``, ``find_slots``,
+``book_appointment``, ``transfer_to_human``, ``end_call``); the assistant messages since the
+caller spoke say how many steps were taken.
 The day and the caller's time zone come from the system prompt (bots/llm_bot.py ``CALL_FACTS``).
 """
 
