@@ -346,15 +346,22 @@ def period_figures(
 def conversation_totals(stats: Sequence[ConversationStats]) -> dict[str, Any]:
     """Rates per bot turn over all the calls (a long call weighs by its turns, as in the score)."""
     bot_turns = sum(s.bot_turns for s in stats)
+    caller_turns = sum(s.caller_turns for s in stats)
     interruptions = sum(sum(not i.resumed for i in s.interruptions) for s in stats)
+    talked_over = sum(len(s.bot_interruptions) for s in stats)
     silences = sum(len(s.caller_silences) for s in stats)
     return {
         "bot_turns": bot_turns,
+        "caller_turns": caller_turns,
         "interruptions": interruptions,
         "interruption_rate": round(interruptions / bot_turns, 4) if bot_turns else None,
+        # the bot talking over the caller, per caller turn (the turns of the party talked over)
+        "bot_interruptions": talked_over,
+        "bot_interruption_rate": round(talked_over / caller_turns, 4) if caller_turns else None,
         "caller_silences": silences,
         "silence_rate": round(silences / bot_turns, 4) if bot_turns else None,
         "dead_air": sum(len(s.dead_air) for s in stats),
+        "unanswered_turns": sum(sum(d.unanswered for d in s.dead_air) for s in stats),
     }
 
 

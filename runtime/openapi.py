@@ -150,11 +150,15 @@ def _schemas() -> dict[str, Schema]:
                 "conversation": _object(
                     {
                         "bot_turns": _INT,
+                        "caller_turns": _INT,
                         "interruptions": _INT,
                         "interruption_rate": _nullable(_NUM),
+                        "bot_interruptions": _INT,
+                        "bot_interruption_rate": _nullable(_NUM),
                         "caller_silences": _INT,
                         "silence_rate": _nullable(_NUM),
                         "dead_air": _INT,
+                        "unanswered_turns": _INT,
                     }
                 ),
                 "languages": {"type": "object", "additionalProperties": _INT},

@@ -96,6 +96,9 @@ CA1_EVENTS: list[ev.CallEvent] = [
 CA2_EVENTS: list[ev.CallEvent] = [
     ev.BotUtterance(at=0.4, turn=0, text="Hi.", audio_ms=800),
     turn_latency(1, 3.0, 5.5),
+    ev.CallerUtterance(at=9.0, turn=2, text="Hello?", speech_ms=600),
+    ev.BotTalkedOver(at=9.2, turn=2),
+    ev.TurnUnanswered(at=9.5, turn=2, reason="the bot failed"),
 ]
 ANALYTICS_PAYLOAD = {"score": {"score": 75.5}, "summary": {"outcome": {"result": "booked"}}}
 
@@ -404,7 +407,10 @@ async def test_the_timeline_has_speech_silences_and_moments_in_order(api: Api) -
 
 async def test_without_a_transcript_speech_comes_from_the_utterance_events(api: Api) -> None:
     timeline = (await api.json("/api/v1/calls/CA2"))["timeline"]
-    assert timeline == [{"kind": "bot", "start_s": 0.4, "end_s": pytest.approx(1.2), "label": "Hi."}]
+    assert timeline == [
+        {"kind": "bot", "start_s": 0.4, "end_s": pytest.approx(1.2), "label": "Hi."},
+        {"kind": "caller", "start_s": pytest.approx(8.4), "end_s": 9.0, "label": "Hello?"},
+    ]
 
 
 async def test_an_unknown_call_is_404(api: Api) -> None:
@@ -451,11 +457,15 @@ async def test_analytics_for_a_tenant_and_period(api: Api) -> None:
     assert body["latency_ms"]["first_audio_ms"]["p50"] == 1250.0
     assert body["conversation"] == {
         "bot_turns": 5,
+        "caller_turns": 3,
         "interruptions": 1,
         "interruption_rate": 0.2,
+        "bot_interruptions": 1,  # CA2's turn 2
+        "bot_interruption_rate": 0.3333,
         "caller_silences": 1,
         "silence_rate": 0.2,
-        "dead_air": 1,
+        "dead_air": 2,  # CA1's slow turn, and CA2's unanswered one
+        "unanswered_turns": 1,
     }
     assert body["languages"] == {"en": 2, "es": 1}
     assert body["sentiment"] == {"turns": 3, "mean": 0.1, "positive": 1, "neutral": 1, "negative": 1}
