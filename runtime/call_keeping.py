@@ -27,7 +27,6 @@ from runtime.call_api import CALL_STORE, LIVE_BUS, CallApiOptions, add_call_api_
 from runtime.call_archive import CallArchive
 from runtime.config import Settings
 from runtime.dashboard import add_dashboard_routes
-from runtime.fallback import BREAKERS
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +115,6 @@ async def _refresh(state: ServerState, writer: WriteBehind) -> None:
     while True:
         stats = writer.stats()
         state.metrics.buffer(stats.depth, stats.spilled)
-        state.metrics.active_calls(len(state.live))
-        for breaker in list(BREAKERS):
-            state.metrics.breaker(breaker.name, breaker.state)
         if bus is not None and state.archive is not None:
             try:
                 await _publish_counts(bus, state.archive)

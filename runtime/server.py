@@ -23,6 +23,7 @@ from runtime.call_keeping import add_call_keeping, open_call_store
 from runtime.config import Settings
 from runtime.dialer import add_dial_routes
 from runtime.engines import EngineOptions, Engines, load_engines
+from runtime.fallback import BREAKERS
 from runtime.media_socket import finish_transferred_call, media_stream
 from runtime.metrics import add_metrics_routes
 from runtime.report import CallReport
@@ -66,6 +67,7 @@ def create_app(
     app[STATE].transfers.on_call_over = functools.partial(finish_transferred_call, app[STATE])
     app.cleanup_ctx.append(_engines_ctx)
     app.cleanup_ctx.append(_rest_ctx)
+    app.cleanup_ctx.append(_metrics_ctx)
     app.on_shutdown.append(_close_calls)
     return app
 
@@ -84,6 +86,25 @@ async def _rest_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     if state.rest is not None:
         await state.rest.aclose()
+
+
+#: How often the gauges that nothing else updates (active calls, breakers) are refreshed.
+METRICS_REFRESH_S = 5.0
+
+
+async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    job = asyncio.create_task(_refresh_gauges(app[STATE]))
+    yield
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+
+
+async def _refresh_gauges(state: ServerState) -> None:
+    while True:
+        state.metrics.active_calls(len(state.live))
+        for breaker in list(BREAKERS):
+            state.metrics.breaker(breaker.name, breaker.state)
+        await asyncio.sleep(METRICS_REFRESH_S)
 
 
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
