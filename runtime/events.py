@@ -221,6 +221,21 @@ class TurnUnanswered:
     kind: Literal["turn_unanswered"] = "turn_unanswered"
 
 
+ComplianceRule = Literal["ai_disclosure", "recording_disclosure", "calling_hours"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComplianceCheck:
+    """One legal requirement checked on this call (``runtime.compliance``): passed or not, and
+    what was checked (the words said, the lead's local time)."""
+
+    at: float
+    rule: ComplianceRule
+    ok: bool
+    detail: str
+    kind: Literal["compliance"] = "compliance"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandOff:
     """One bot handed the caller to another mid-call; ``latency_ms`` from the decision to the new
@@ -274,6 +289,7 @@ CallEvent = (
     | ReplyHeard
     | BotTalkedOver
     | TurnUnanswered
+    | ComplianceCheck
     | HandOff
     | TransferEvent
     | CallEnded

@@ -18,7 +18,8 @@ from analytics.records import RecordingRecord
 from bots.base import CallContext
 from runtime.app_state import STATE, ServerState
 from runtime.clock import MonotonicClock
-from runtime.events import FanoutSink
+from runtime.compliance import within_calling_hours
+from runtime.events import ComplianceCheck, FanoutSink
 from runtime.report import CallReport
 from runtime.session import CallSession
 from runtime.transfers import bot_outcome
@@ -167,6 +168,7 @@ class _MediaConnection:
             state.archive.call_started(report)
         held = state.recordings_on_hold.pop(start.call_sid, None) if returning is not None else None
         self.recorder = held[0] if held else self._recorder(start.call_sid)
+        sink = FanoutSink([state.reports, *([state.archive] if state.archive is not None else [])])
         self.session = session = CallSession(
             context=context,
             stream_sid=start.stream_sid,
@@ -174,13 +176,18 @@ class _MediaConnection:
             engines=state.engines,
             settings=state.settings,
             send=self.ws.send_str,
-            sink=FanoutSink([state.reports, *([state.archive] if state.archive is not None else [])]),
+            sink=sink,
             clock=MonotonicClock(),
             transfer=lambda request: state.transfers.start(context, session.bot, request, at=session.elapsed),
             returning_from_transfer=bot_outcome(returning) if returning is not None else None,
             recorder=self.recorder,
             recording_started_at=held[1] if held else None,
         )
+        if context.direction.startswith("outbound") and returning is None:
+            ok, local = within_calling_hours(
+                context.to_number, datetime.now(UTC), default_tz=state.settings.bot_core.persona.timezone
+            )
+            sink.emit(start.call_sid, ComplianceCheck(at=0.0, rule="calling_hours", ok=ok, detail=local))
         state.live[start.call_sid] = session
         self.task = asyncio.create_task(self._run_session(self.session), name=f"call-{start.call_sid}")
         log.info("stream started", extra={"call_sid": start.call_sid, "stream_sid": start.stream_sid})

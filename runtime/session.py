@@ -20,6 +20,7 @@ from analytics.recording import StereoRecorder
 from bots.base import Bot, BotAction, CallContext, EndCall, HandedOff, Notice, TransferOutcome, TransferToHuman
 from runtime.audio import duration_ms, ulaw_to_pcm
 from runtime.clock import Clock
+from runtime.compliance import discloses_ai, discloses_recording
 from runtime.config import Settings
 from runtime.engines import Engines
 from runtime.events import (
@@ -28,6 +29,7 @@ from runtime.events import (
     CallEnded,
     CallerUtterance,
     CallEvent,
+    ComplianceCheck,
     CoverPurpose,
     DtmfReceived,
     EventSink,
@@ -565,6 +567,11 @@ class CallSession:
         text = self.bot.greeting()
         audio = await self._tts().render(text)
         self._queue_audio_sentence(reply, text, audio)
+        now = self._rel(self._clock.now())
+        self._emit(ComplianceCheck(at=now, rule="ai_disclosure", ok=discloses_ai(text), detail=text))
+        if self._recorder is not None:
+            said = discloses_recording(text)
+            self._emit(ComplianceCheck(at=now, rule="recording_disclosure", ok=said, detail=text))
 
     async def _answer(self, reply: _Reply, signal: TurnEnded) -> None:
         assert self._group is not None

@@ -130,6 +130,8 @@ async def test_a_call_lands_in_postgres_and_on_redis_redacted_with_analytics_and
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         # When each party spoke: every reply heard to its end, every caller turn with its bounds.
         assert kinds["reply_heard"] == 4 and "bot_talked_over" not in kinds and "turn_unanswered" not in kinds
+        checks = {e.payload["rule"]: e.payload["ok"] for e in events if e.kind == "compliance"}
+        assert checks == {"ai_disclosure": True, "recording_disclosure": False}  # recorded, but not said
         spoken = [e for e in report.events if isinstance(e, CallerUtterance)]
         assert all(e.onset_at is not None and e.speech_end_at is not None for e in spoken)
         assert all(e.onset_at < e.speech_end_at <= e.at for e in spoken if e.onset_at and e.speech_end_at)

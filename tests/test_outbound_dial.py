@@ -18,7 +18,7 @@ from loadtests.loadgen import BENCH_SCRIPT
 from runtime.config import ConfigError, DialOptions, PersonaOptions, Settings, default_voicemail_text
 from runtime.dialer import amd_action, parse_dial_request
 from runtime.engines import EngineOptions, Engines
-from runtime.events import BotUtterance, VendorDegraded
+from runtime.events import BotUtterance, ComplianceCheck, VendorDegraded
 from runtime.report import CallReport
 from runtime.tts import ScriptedTts
 from runtime.vendors import VendorOptions
@@ -120,6 +120,10 @@ async def test_a_dialled_call_to_a_person_runs_end_to_end(
     report = report_of(server, call_sid)
     context = report.context
     assert (context.direction, context.from_number, context.to_number) == ("outbound-api", OUR_NUMBER, LEAD)
+    # The lead's local time when they were reached is on record (TCPA: 8 am to 9 pm theirs).
+    (hours,) = [e for e in report.events if isinstance(e, ComplianceCheck) and e.rule == "calling_hours"]
+    assert hours.detail.endswith("America/Chicago")  # LEAD is an Austin (512) number
+    assert hours.ok == ("08:00" <= hours.detail[:5] < "21:00")
     assert [str(s) for s, _ in report.lifecycle.history] == [
         "queued",
         "initiated",
