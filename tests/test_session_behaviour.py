@@ -28,7 +28,7 @@ from runtime.speech import SpeechEngineError, Transcript
 from runtime.stt import ScriptedStt, ScriptedSttStream
 from runtime.tts import ScriptedTts
 from telephony import media_stream as ms
-from tests.conftest import AUTH_TOKEN, StartServer
+from tests.conftest import AUTH_TOKEN, RunningServer, StartServer
 from tests.twilio_driver import StreamDriver
 
 
@@ -204,12 +204,8 @@ class FlakyStt(ScriptedStt):
         return stream
 
 
-async def test_a_failed_recognition_does_not_break_the_next_turn(
-    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
-) -> None:
-    bot = Recorder()
-    engines = Engines(vad=scripted_engines.vad, stt=FlakyStt(["first", "second"]), tts=ScriptedTts())
-    server = await start_server(engines, OneBot(bot))
+async def two_turns(http: aiohttp.ClientSession, server: RunningServer) -> StreamDriver:
+    """A call where, after the greeting, the caller says two lines and hangs up."""
     driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
     await driver.let_bot_finish(2.5)
     tts = ScriptedTts()
@@ -219,6 +215,16 @@ async def test_a_failed_recognition_does_not_break_the_next_turn(
         await driver.echo_marks()
     await driver.stop()
     await driver.close()
+    return driver
+
+
+async def test_a_failed_recognition_does_not_break_the_next_turn(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    bot = Recorder()
+    engines = Engines(vad=scripted_engines.vad, stt=FlakyStt(["first", "second"]), tts=ScriptedTts())
+    server = await start_server(engines, OneBot(bot))
+    driver = await two_turns(http, server)
     assert bot.heard == ["first"]  # the failed turn is lost, the next one is answered
     report = server.state.reports.get(driver.call_sid)
     assert report is not None and report.end_reason == "stream_stopped"
@@ -375,15 +381,7 @@ async def test_a_turn_the_bot_could_not_answer_is_recorded_and_the_call_goes_on(
     bot = Breaks()
     engines = Engines(vad=scripted_engines.vad, stt=ScriptedStt(["first", "second"]), tts=ScriptedTts())
     server = await start_server(engines, OneBot(bot))
-    driver = await StreamDriver.started(http, server.base_url, AUTH_TOKEN)
-    await driver.let_bot_finish(2.5)
-    tts = ScriptedTts()
-    for line in ("I want a house.", "In Austin please."):
-        await driver.send_audio(await tts.render(line))
-        await driver.send_silence(1.5)
-        await driver.echo_marks()
-    await driver.stop()
-    await driver.close()
+    driver = await two_turns(http, server)
     report = server.state.reports.get(driver.call_sid)
     assert report is not None and report.end_reason == "stream_stopped"
     unanswered = [e for e in report.events if isinstance(e, TurnUnanswered)]
