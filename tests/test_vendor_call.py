@@ -41,7 +41,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 KEY = "test-vendor-key"
 #: A caller who takes a cached "Okay." followed by a pause as the bot still thinking (a booking
 #: turn is two Claude requests around a calendar look-up), not as its whole answer.
-PATIENT = CallerTiming(bot_done_gap_ms=1500)
+#: After the last line it stays on the line for the booking's answer and goodbye: two Claude
+#: requests around the calendar, whose tails can leave seconds of quiet after the filler.
+PATIENT = CallerTiming(bot_done_gap_ms=1500, linger_ms=8000)
 #: Monday 7 December 2026, 9:00 in Austin: a day with free slots ahead.
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
 
