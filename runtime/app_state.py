@@ -7,6 +7,7 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +53,8 @@ class ServerState:
     #: recordings of calls whose caller is with a person: (recorder, when the call's first stream
     #: started), closed when the transfer ends or continued if the caller comes back
     recordings_on_hold: dict[str, tuple[StereoRecorder, float]] = field(default_factory=dict)
+    #: the time of day, for rules about it (TCPA's calling hours); tests set their own
+    wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self.validator = WebhookValidator(self.settings.twilio_auth_token)

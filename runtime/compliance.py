@@ -3,14 +3,14 @@
 The checks are pure (text and times in, a verdict out): that the bot says it is an AI before
 anything else (several US states require it of automated callers), that a recorded call says it
 is recorded (two-party-consent states), and that an outbound call reaches the lead between 8 am
-and 9 pm their time (TCPA, 47 CFR 64.1200(c)(1)). Recording a failed check is what this module
-does; refusing a call for one is policy for the tenant's configuration.
+and 9 pm their time (TCPA, 47 CFR 64.1200(c)(1)). This module gives verdicts; the dialler refuses
+a call outside the calling window unless the tenant's configuration only records it.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bots.calendar import timezone_for_phone
@@ -41,3 +41,14 @@ def within_calling_hours(number: str, now: datetime, *, default_tz: str) -> tupl
     local = now.astimezone(ZoneInfo(tz))
     opens, closes = CALLING_HOURS
     return opens <= local.time() < closes, f"{local:%H:%M} {tz}"
+
+
+def next_calling_window(number: str, now: datetime, *, default_tz: str) -> datetime:
+    """When the calling window next opens where ``number`` is (``now`` itself when it is open)."""
+    tz = ZoneInfo(timezone_for_phone(number, default=default_tz))
+    local = now.astimezone(tz)
+    opens, closes = CALLING_HOURS
+    if opens <= local.time() < closes:
+        return now
+    day = local.date() if local.time() < opens else local.date() + timedelta(days=1)
+    return datetime.combine(day, opens, tzinfo=tz)

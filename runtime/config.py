@@ -10,7 +10,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from runtime.bot_config import BotCoreOptions, read_bot_core
@@ -143,9 +143,15 @@ class DialOptions:
     #: Said after the beep when answering-machine detection reports a machine; rendered at
     #: start-up like the greetings, so it plays at once.
     voicemail_text: str = default_voicemail_text(PersonaOptions())
+    #: ``enforce``: a dial outside 8 am-9 pm in the lead's time zone is refused (TCPA);
+    #: ``record``: it is placed, and the check is only recorded with the call (for teams whose
+    #: leads have given the prior express consent that allows it).
+    calling_hours: Literal["enforce", "record"] = "enforce"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.calling_hours not in ("enforce", "record"):
+            problems.append("calling_hours must be 'enforce' or 'record'")
         if self.caller_id and not is_e164(self.caller_id):
             problems.append("caller_id must be an E.164 number, e.g. +15125550100")
         if not self.voicemail_text.strip():
@@ -258,6 +264,7 @@ class _EnvReader:
                 voicemail_text=self.get(
                     "LEADLINE_VOICEMAIL_TEXT", _non_blank, default_voicemail_text(persona), "must not be blank"
                 ),
+                calling_hours=self.get("LEADLINE_CALLING_HOURS", _calling_hours, "enforce", "'enforce' or 'record'"),
             ),
         )
         values["bot_core"] = read_bot_core(self.env, self.problems)
@@ -422,6 +429,14 @@ def _log_level(raw: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError("bad level")
     return level
+
+
+def _calling_hours(raw: str) -> Literal["enforce", "record"]:
+    if raw == "enforce":
+        return "enforce"
+    if raw == "record":
+        return "record"
+    raise ValueError("bad choice")
 
 
 def _choice(*options: str) -> Callable[[str], str]:

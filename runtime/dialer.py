@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bots.base import CallContext
 from runtime.app_state import STATE, ServerState
+from runtime.compliance import CALLING_HOURS, next_calling_window, within_calling_hours
 from runtime.config import BOT_NAMES
 from runtime.report import AmdResult, CallReport
 from runtime.web_auth import authorised, verified_form
@@ -151,6 +152,28 @@ def _refusal(request: web.Request) -> web.Response | None:
     return None
 
 
+def _outside_calling_hours(state: ServerState, to: str) -> web.Response | None:
+    """A 422 when TCPA's calling window is closed where the lead is (and the tenant enforces it),
+    saying when it opens; None when the call may be placed."""
+    if state.settings.dial.calling_hours != "enforce":
+        return None
+    now = state.wall_clock()
+    default_tz = state.settings.bot_core.persona.timezone
+    ok, local = within_calling_hours(to, now, default_tz=default_tz)
+    if ok:
+        return None
+    opens = next_calling_window(to, now, default_tz=default_tz)
+    window = "-".join(f"{t:%H:%M}" for t in CALLING_HOURS)
+    log.info("outside calling hours, not dialling", extra={"to": to, "local_time": local})
+    body = {
+        "error": f"outside calling hours: it is {local} where {to} is; calls are allowed {window} there",
+        "lead_local_time": local,
+        "retry_at": opens.isoformat(),
+    }
+    retry_after_s = max(1, round((opens - now).total_seconds()))
+    return web.json_response(body, status=422, headers={"Retry-After": str(retry_after_s)})
+
+
 async def dial(request: web.Request) -> web.Response:
     """``{"to": "+1...", "bot": "lead", "machine_detection": true}`` -> 201 with the call's SID."""
     state = request.app[STATE]
@@ -164,7 +187,7 @@ async def dial(request: web.Request) -> web.Response:
         order = parse_dial_request(body, state.settings.starting_bot)
     except ValueError as e:
         return _error(400, str(e))
-    refusal = _refusal(request)
+    refusal = _refusal(request) or _outside_calling_hours(state, order.to)
     if refusal is not None:
         return refusal
     dials = request.app[DIALS]

@@ -185,7 +185,7 @@ class _MediaConnection:
         )
         if context.direction.startswith("outbound") and returning is None:
             ok, local = within_calling_hours(
-                context.to_number, datetime.now(UTC), default_tz=state.settings.bot_core.persona.timezone
+                context.to_number, state.wall_clock(), default_tz=state.settings.bot_core.persona.timezone
             )
             sink.emit(start.call_sid, ComplianceCheck(at=0.0, rule="calling_hours", ok=ok, detail=local))
         state.live[start.call_sid] = session

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 from emulators.control import CONTROL, Fault
 from emulators.twilio_calls import EmulatedCall
 from loadtests.loadgen import BENCH_SCRIPT
+from runtime.compliance import next_calling_window
 from runtime.config import ConfigError, DialOptions, PersonaOptions, Settings, default_voicemail_text
 from runtime.dialer import amd_action, parse_dial_request
 from runtime.engines import EngineOptions, Engines
@@ -122,8 +124,7 @@ async def test_a_dialled_call_to_a_person_runs_end_to_end(
     assert (context.direction, context.from_number, context.to_number) == ("outbound-api", OUR_NUMBER, LEAD)
     # The lead's local time when they were reached is on record (TCPA: 8 am to 9 pm theirs).
     (hours,) = [e for e in report.events if isinstance(e, ComplianceCheck) and e.rule == "calling_hours"]
-    assert hours.detail.endswith("America/Chicago")  # LEAD is an Austin (512) number
-    assert hours.ok == ("08:00" <= hours.detail[:5] < "21:00")
+    assert (hours.ok, hours.detail) == (True, "13:00 America/Chicago")  # LEAD is an Austin (512) number
     assert [str(s) for s, _ in report.lifecycle.history] == [
         "queued",
         "initiated",
@@ -402,6 +403,61 @@ def test_amd_actions(previous: str | None, answered_by: str, action: str | None)
     assert amd_action(previous, answered_by) == action
 
 
+#: 9:30 pm in Austin on Monday 7 December 2026; 10:30 pm in New York.
+AUSTIN_EVENING = datetime(2026, 12, 8, 3, 30, tzinfo=UTC)
+
+
+async def test_a_lead_is_not_dialled_outside_their_calling_hours(
+    start_server: StartServer, scripted_engines: Engines, start_emulator: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    """TCPA: 8 am to 9 pm in the lead's time zone (their area code's), not the office's."""
+    emulator = await start_emulator(callee())
+    server = await start_server(scripted_engines, wall_clock=lambda: AUSTIN_EVENING, **dialling(emulator))
+    status, body, headers = await dial(http, server, {"to": LEAD})
+    assert status == 422, body
+    assert body["lead_local_time"] == "21:30 America/Chicago" and "08:00-21:00" in body["error"]
+    assert body["retry_at"] == "2026-12-08T08:00:00-06:00"  # tomorrow morning, the lead's time
+    assert int(headers["Retry-After"]) == 10 * 3600 + 30 * 60
+    assert emulator.state.calls == {} and server.state.reports.recent(10) == []
+
+    honolulu = "+18085550123"  # 5:30 pm there: still inside the window
+    status, body, _ = await dial(http, server, {"to": honolulu})
+    assert status == 201, body
+    await emulator.finished(body["call_sid"])
+
+
+async def test_a_tenant_may_only_record_the_calling_hours(
+    start_server: StartServer, scripted_engines: Engines, start_emulator: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    """With ``LEADLINE_CALLING_HOURS=record`` (leads who consented) the call is placed and the
+    failed check is kept with it."""
+    emulator = await start_emulator(callee())
+    server = await start_server(
+        scripted_engines,
+        wall_clock=lambda: AUSTIN_EVENING,
+        **dialling(emulator, dial=DialOptions(caller_id=OUR_NUMBER, voicemail_text=VOICEMAIL, calling_hours="record")),
+    )
+    status, body, _ = await dial(http, server, {"to": LEAD})
+    assert status == 201, body
+    await emulator.finished(body["call_sid"])
+    report = report_of(server, body["call_sid"])
+    checks = [(e.ok, e.detail) for e in report.events if isinstance(e, ComplianceCheck) and e.rule == "calling_hours"]
+    assert checks == [(False, "21:30 America/Chicago")]
+
+
+@pytest.mark.parametrize(
+    ("utc", "opens"),
+    [
+        (datetime(2026, 12, 7, 19, 0, tzinfo=UTC), "2026-12-07T19:00:00+00:00"),  # open: now
+        (datetime(2026, 12, 7, 13, 59, tzinfo=UTC), "2026-12-07T08:00:00-06:00"),  # 7:59 am: this morning
+        (datetime(2026, 12, 8, 3, 0, tzinfo=UTC), "2026-12-08T08:00:00-06:00"),  # 9 pm sharp: closed
+        (datetime(2027, 3, 14, 5, 0, tzinfo=UTC), "2027-03-14T08:00:00-05:00"),  # the night clocks go forward
+    ],
+)
+def test_the_calling_window_opens_at_8_am_the_leads_time(utc: datetime, opens: str) -> None:
+    assert next_calling_window(LEAD, utc, default_tz="America/Denver").isoformat() == opens
+
+
 def test_a_valid_dial_request_takes_the_defaults() -> None:
     order = parse_dial_request({"to": LEAD}, "lead")
     assert (order.to, order.bot, order.machine_detection) == (LEAD, "lead", True)
@@ -415,6 +471,9 @@ def test_dial_settings_come_from_the_environment() -> None:
         {"TWILIO_AUTH_TOKEN": "x", "LEADLINE_CALLER_ID": OUR_NUMBER, "LEADLINE_VOICEMAIL_TEXT": " Call us back. "}
     )
     assert settings.dial == DialOptions(caller_id=OUR_NUMBER, voicemail_text="Call us back.")
+    assert settings.dial.calling_hours == "enforce"
+    relaxed = Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_CALLING_HOURS": "record"})
+    assert relaxed.dial.calling_hours == "record"
     off = Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_BOT_NAME": "Maya"})
     assert off.dial.caller_id == ""  # dialling disabled
     assert off.dial.voicemail_text == default_voicemail_text(PersonaOptions(bot_name="Maya"))
@@ -422,10 +481,15 @@ def test_dial_settings_come_from_the_environment() -> None:
 
 
 def test_bad_dial_settings_are_reported_by_name() -> None:
-    env = {"TWILIO_AUTH_TOKEN": "x", "LEADLINE_CALLER_ID": "512-555-0100", "LEADLINE_VOICEMAIL_TEXT": "  "}
+    env = {
+        "TWILIO_AUTH_TOKEN": "x",
+        "LEADLINE_CALLER_ID": "512-555-0100",
+        "LEADLINE_VOICEMAIL_TEXT": "  ",
+        "LEADLINE_CALLING_HOURS": "ignore",
+    }
     with pytest.raises(ConfigError) as error:
         Settings.from_env(env)
-    assert len(error.value.problems) == 2
+    assert len(error.value.problems) == 3 and "LEADLINE_CALLING_HOURS='ignore'" in str(error.value)
     assert "LEADLINE_CALLER_ID='512-555-0100'" in str(error.value) and "LEADLINE_VOICEMAIL_TEXT" in str(error.value)
 
 
