@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from analytics.recording import StereoRecorder
 from bots.base import BotFactory
+from runtime.anthropic_llm import AnthropicLlm
 from runtime.bot_shelf import BotShelf
 from runtime.call_archive import CallArchive
 from runtime.config import Settings
@@ -53,6 +54,8 @@ class ServerState:
     #: recordings of calls whose caller is with a person: (recorder, when the call's first stream
     #: started), closed when the transfer ends or continued if the caller comes back
     recordings_on_hold: dict[str, tuple[StereoRecorder, float]] = field(default_factory=dict)
+    #: Claude, when it is the configured brain: the bots' and the call summaries' client
+    llm: AnthropicLlm | None = None
     #: the time of day, for rules about it (TCPA's calling hours); tests set their own
     wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 

@@ -23,9 +23,25 @@ from runtime.fallback import CircuitBreaker
 Closers = list[Callable[[], Awaitable[None]]]
 
 
-def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSessionStore | None = None) -> BotFactory:
-    """The configured bot core; with ``LEADLINE_LLM=anthropic``, Claude with the scripted brain
-    as its fallback (one calendar and session store for both). ``sessions`` keeps conversations
+def build_llm(settings: Settings) -> AnthropicLlm | None:
+    """Claude, when it is the configured brain: one client (one connection pool) for the bots
+    and the call summaries."""
+    if settings.llm != "anthropic":
+        return None
+    vendors = settings.engines.vendors
+    return AnthropicLlm(
+        api_key=vendors.anthropic_api_key,
+        base_url=vendors.anthropic_base_url,
+        model=vendors.anthropic_model,
+        first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
+    )
+
+
+def build_bot_factory(
+    settings: Settings, closers: Closers, sessions: BotSessionStore | None = None, llm: AnthropicLlm | None = None
+) -> BotFactory:
+    """The configured bot core; with ``llm`` (``build_llm``), Claude with the scripted brain as
+    its fallback (one calendar and session store for both). ``sessions`` keeps conversations
     for resumption (in memory by default)."""
     core = settings.bot_core
     if core.core == "lead":
@@ -34,16 +50,8 @@ def build_bot_factory(settings: Settings, closers: Closers, sessions: BotSession
     sessions = sessions or MemoryBotSessionStore()
     options = QualifierOptions(transfers=transfers_configured(settings))
     scripted = QualifyingBotFactory(persona=core.persona, calendar=calendar, store=sessions, now=_now, options=options)
-    if settings.llm != "anthropic":
+    if llm is None:
         return scripted
-    vendors = settings.engines.vendors
-    llm = AnthropicLlm(
-        api_key=vendors.anthropic_api_key,
-        base_url=vendors.anthropic_base_url,
-        model=vendors.anthropic_model,
-        first_token_timeout_s=vendors.anthropic_first_token_timeout_s,
-    )
-    closers.append(llm.aclose)
     primary = LlmBotFactory(llm, persona=core.persona, calendar=calendar, store=sessions, now=_now, options=options)
     return FallbackBotFactory(primary, scripted, CircuitBreaker("anthropic"))
 

@@ -21,7 +21,6 @@ from analytics.pii import Cipher
 from analytics.recording import delete_expired
 from analytics.store import CallStore, StoreError, open_store
 from analytics.write_behind import WriteBehind
-from runtime.anthropic_llm import AnthropicLlm
 from runtime.app_state import STATE, ServerState
 from runtime.call_api import CALL_STORE, LIVE_BUS, CallApiOptions, add_call_api_routes
 from runtime.call_archive import CallArchive
@@ -73,8 +72,7 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     cipher = Cipher(storage.transcript_key) if storage.transcript_key else None
     # One worker process for post-call analytics: pure Python, kept off this process's GIL.
     analyst = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    summariser = _summariser(state.settings)
-    state.archive = CallArchive(writer, analyst=analyst, summariser=summariser, cipher=cipher, metrics=state.metrics)
+    state.archive = CallArchive(writer, analyst=analyst, summariser=state.llm, cipher=cipher, metrics=state.metrics)
     jobs = [asyncio.create_task(_refresh(state, writer)), asyncio.create_task(_sweep_recordings(state, store))]
     yield
     for job in jobs:
@@ -82,21 +80,9 @@ async def _archive_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*jobs, return_exceptions=True)
     state.archive = None
     await asyncio.to_thread(analyst.shutdown)
-    if summariser is not None:
-        await summariser.aclose()
     await writer.aclose()  # flushes (or spills) what the calls left, before the store closes
     await bus.aclose()
     await store.aclose()
-
-
-def _summariser(settings: Settings) -> AnthropicLlm | None:
-    """Claude writes each call's summary when it is the configured brain."""
-    if settings.llm != "anthropic":
-        return None
-    vendors = settings.engines.vendors
-    return AnthropicLlm(
-        api_key=vendors.anthropic_api_key, base_url=vendors.anthropic_base_url, model=vendors.anthropic_model
-    )
 
 
 async def _migrate(database_url: str) -> None:

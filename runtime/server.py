@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, web
 from analytics.bot_sessions import StoredBotSessions
 from bots.base import BotFactory, CallContext
 from runtime.app_state import STATE, ServerState
-from runtime.bot_wiring import build_bot_factory
+from runtime.bot_wiring import build_bot_factory, build_llm
 from runtime.call_keeping import add_call_keeping, open_call_store
 from runtime.config import Settings
 from runtime.dialer import add_dial_routes
@@ -49,10 +49,13 @@ def create_app(
     app = web.Application(client_max_size=256 * 1024)
     closers: list[Callable[[], Awaitable[None]]] = []
     store = open_call_store(settings)
+    llm = build_llm(settings)
     if bots is None:
-        bots = build_bot_factory(settings, closers, StoredBotSessions(store) if store is not None else None)
-    app[STATE] = ServerState(settings=settings, bots=bots, engines=engines, load=load)
+        sessions = StoredBotSessions(store) if store is not None else None
+        bots = build_bot_factory(settings, closers, sessions, llm)
+    app[STATE] = ServerState(settings=settings, bots=bots, engines=engines, load=load, llm=llm)
     app[STATE].closers.extend(closers)
+    app.cleanup_ctx.append(_llm_ctx)  # first in, so closed last: call summaries use it to the end
     add_metrics_routes(app, app[STATE].metrics.registry)
     if store is not None:
         add_call_keeping(app, store)
@@ -70,6 +73,13 @@ def create_app(
     app.cleanup_ctx.append(_metrics_ctx)
     app.on_shutdown.append(_close_calls)
     return app
+
+
+async def _llm_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    llm = app[STATE].llm
+    if llm is not None:
+        await llm.aclose()
 
 
 async def _rest_ctx(app: web.Application) -> AsyncIterator[None]:
