@@ -413,3 +413,22 @@ def _clock(local: datetime) -> str:
     hour = local.hour % 12 or 12
     minutes = f":{local.minute:02d}" if local.minute else ""
     return f"{hour}{minutes} {'AM' if local.hour < 12 else 'PM'}"
+
+
+async def cancel_replaced(calendar: Calendar, appointment: dict[str, Any], pending: list[dict[str, Any]]) -> bool:
+    """Cancel the appointment a reschedule replaced; True when done. When the calendar fails
+    (or the record has no id) it goes on ``pending``, for the team to cancel by hand: the new
+    time is booked either way, and a caller is never told a cancel happened that did not."""
+    appointment_id = appointment.get("id")
+    if isinstance(appointment_id, str) and appointment_id:
+        try:
+            await calendar.cancel(appointment_id)
+        except CalendarError as e:
+            log.warning(
+                "cancelling the replaced appointment failed", extra={"appointment_id": appointment_id, "error": str(e)}
+            )
+        else:
+            log.info("replaced appointment cancelled", extra={"appointment_id": appointment_id})
+            return True
+    pending.append(appointment)
+    return False

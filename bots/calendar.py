@@ -114,6 +114,11 @@ class Calendar(ABC):
         """Book ``slot``; raises ``SlotTaken`` when it is no longer free."""
 
     @abstractmethod
+    async def cancel(self, appointment_id: str) -> None:
+        """Cancel the appointment, freeing its slot (a reschedule cancels the time it replaces);
+        cancelling one already cancelled is not an error."""
+
+    @abstractmethod
     async def add_note(self, contact_id: str, body: str) -> None:
         """Attach a note (e.g. the call's summary) to the contact."""
 

@@ -120,6 +120,17 @@ class GhlCalendar(Calendar):
             booking=True,
         )
 
+    async def cancel(self, appointment_id: str) -> None:
+        """The appointment's status set to ``cancelled`` (GoHighLevel keeps the event)."""
+        await self._request(
+            "cancel",
+            "PUT",
+            f"/calendars/events/appointments/{appointment_id}",
+            wire.CALENDARS_VERSION,
+            lambda reply: wire.check_status(reply, "cancelled"),
+            json={"appointmentStatus": "cancelled"},
+        )
+
     async def add_note(self, contact_id: str, body: str) -> None:
         await self._request(
             "add_note",

@@ -191,6 +191,13 @@ def parse_appointment(body: bytes, contact: Contact, slot: Slot, title: str) -> 
     )
 
 
+def check_status(body: bytes, expected: str) -> None:
+    """An updated event that took the status asked for (a reply with another one did not)."""
+    status = _text(_object(decode(body), "appointment").get("appointmentStatus"), "appointment.appointmentStatus")
+    if status != expected:
+        raise MalformedReply(f"appointmentStatus is {status!r}, not {expected!r}")
+
+
 def parse_created_id(body: bytes, kind: str) -> str:
     """``{"note": {"id": ...}}``, ``{"opportunity": {"id": ...}}`` -> the id."""
     return _text(_object(_object(decode(body), kind).get(kind), kind).get("id"), f"{kind}.id")

@@ -37,6 +37,7 @@ from bots.base import (
     TransferOutcome,
     TransferToHuman,
 )
+from bots.booking import cancel_replaced
 from bots.calendar import Calendar, CalendarError, Slot, timezone_for_phone
 from bots.conversation_state import ConversationBot, ConversationState, lead_phone
 from bots.flows import FlowState, Question
@@ -509,13 +510,15 @@ class LlmBot(ConversationBot[_Conversation]):
             raise
         slot = Slot(appointment.start, appointment.end)
         record = {"id": appointment.id, "kind": kind, "title": appointment.title, **slot_json(slot, self.tz)}
-        if c.appointment is not None:  # a reschedule: the earlier one is for the team to cancel
-            c.cancel_pending.append(c.appointment)
+        result: dict[str, Any] = {"booked": record}
+        if c.appointment is not None:  # a reschedule: the earlier time is cancelled
+            cancelled = await cancel_replaced(self.calendar, c.appointment, c.cancel_pending)
+            result["replaced"] = {"appointment": c.appointment, "cancelled": cancelled}
         c.appointment = record
         c.booking.update(stage="done", appointment=record)
         c.stage, c.next_step = "done", kind
         log.info("booking made", extra={"kind": kind, "appointment_id": appointment.id})
-        return _ToolOutcome(result=json.dumps({"booked": record}))
+        return _ToolOutcome(result=json.dumps(result))
 
     async def _transfer_to_human(self, given: Mapping[str, Any]) -> _ToolOutcome:
         if not self.options.transfers:
@@ -544,7 +547,8 @@ class LlmBot(ConversationBot[_Conversation]):
         if c.appointment:
             resumed += (
                 f". {booked_for(c.appointment, self.tz)} You asked how you can help. To reschedule, offer new "
-                "times (find_slots) and book the chosen one: the earlier one is then marked to be cancelled."
+                "times (find_slots) and book the chosen one: the earlier one is then cancelled (the result's "
+                "'replaced' says whether it was; if not, tell the caller the team will cancel it)."
             )
         self._append("user", (TextBlock(text=resumed),))
 

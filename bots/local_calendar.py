@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -66,7 +66,7 @@ class LocalCalendar(Calendar):
         return [Slot(s.start.astimezone(zone), s.end.astimezone(zone)) for s in self._free(start, end)]
 
     def _free(self, start: datetime, end: datetime) -> list[Slot]:
-        booked = [Slot(a.start, a.end) for a in self.appointments]
+        booked = [Slot(a.start, a.end) for a in self.appointments if a.status != "cancelled"]
         return [s for s in self.hours.slots(start, end) if not any(s.overlaps(b) for b in booked)]
 
     async def book(self, contact: Contact, slot: Slot, *, title: str, notes: str = "") -> Appointment:
@@ -87,6 +87,14 @@ class LocalCalendar(Calendar):
         if notes:
             self.notes.setdefault(contact.id, []).append(notes)
         return appointment
+
+    async def cancel(self, appointment_id: str) -> None:
+        """Kept on the list as ``cancelled``, so the slot is free again and the record stays."""
+        for index, appointment in enumerate(self.appointments):
+            if appointment.id == appointment_id:
+                self.appointments[index] = replace(appointment, status="cancelled")
+                return
+        raise CalendarError(f"unknown appointment {appointment_id}", retryable=False)
 
     async def add_note(self, contact_id: str, body: str) -> None:
         self._require_contact(contact_id)

@@ -39,7 +39,7 @@ from bots.base import (
     TransferOutcome,
     TransferToHuman,
 )
-from bots.booking import BookingDialog, BookingRequest, BookingStep
+from bots.booking import BookingDialog, BookingRequest, BookingStep, cancel_replaced
 from bots.calendar import Calendar, Slot, spoken_slot, timezone_for_phone
 from bots.conversation_state import BOOKING_TITLES, BookingKind, ConversationBot, ConversationState, lead_phone
 from bots.flows import FlowState
@@ -342,7 +342,7 @@ class QualifyingBot(ConversationBot[_Conversation]):
             c.appointment = _appointment_record(step, c.booking_kind, self._tz())
             c.next_step = c.booking_kind
             if c.replacing is not None:
-                yield self._say(self._replaced())
+                yield self._say(await self._replaced())
         elif c.replacing is not None:
             name, when = self._described(c.replacing)
             c.replacing = None
@@ -386,14 +386,15 @@ class QualifyingBot(ConversationBot[_Conversation]):
     def _described(self, appointment: dict[str, Any]) -> tuple[str, str]:
         return described(appointment, self._tz())
 
-    def _replaced(self) -> str:
-        """The old appointment goes on the to-cancel list: the calendar has no cancel."""
+    async def _replaced(self) -> str:
+        """The new time is booked: the old one is cancelled, or left to the team when the
+        calendar cannot cancel it now (``cancel_pending``, with the call's outcome)."""
         c = self._c
         assert c.replacing is not None
-        c.cancel_pending.append(c.replacing)
-        _, old = self._described(c.replacing)
-        c.replacing = None
-        log.info("appointment to cancel", extra={"appointment_id": c.cancel_pending[-1].get("id")})
+        old_appointment, c.replacing = c.replacing, None
+        _, old = self._described(old_appointment)
+        if await cancel_replaced(self.calendar, old_appointment, c.cancel_pending):
+            return f"I've cancelled your earlier time, {old}."
         return f"I've let the team know to cancel your earlier time, {old}."
 
     async def _after_done(self, text: str) -> AsyncIterator[BotAction]:

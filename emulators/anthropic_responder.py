@@ -123,6 +123,7 @@ class HistoryCalendar(Calendar):
         self.observe = observe
         self.kind: Callable[[], str] = lambda: "callback"
         self._listed: list[Slot] = []
+        self._replaced: dict[str, Any] = {}
 
     async def upsert_contact(
         self, *, name: str, phone: str, email: str | None = None, timezone: str | None = None
@@ -138,11 +139,17 @@ class HistoryCalendar(Calendar):
         content, _ = self._take("find_slots", {"kind": self.kind(), **window, "to": end.isoformat()})
         return _slots(json.loads(content))
 
+    async def cancel(self, appointment_id: str) -> None:
+        """As the booking's tool result says it went (the bot cancels right after booking)."""
+        if self._replaced.get("cancelled") is False:
+            raise CalendarError("the replaced appointment was not cancelled", retryable=False)
+
     async def book(self, contact: Contact, slot: Slot, *, title: str, notes: str = "") -> Appointment:
         content, failed = self._take("book_appointment", {"kind": self.kind(), "start": slot.start.isoformat()})
         if failed:
             return self._failed(content)
-        booked = json.loads(content)["booked"]
+        result = json.loads(content)
+        booked, self._replaced = result["booked"], result.get("replaced", {})
         start, end = datetime.fromisoformat(booked["start"]), datetime.fromisoformat(booked["end"])
         return Appointment(
             id=booked["id"], calendar="", contact=contact, start=start, end=end, title=title, status="confirmed"

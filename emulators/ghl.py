@@ -223,6 +223,35 @@ class GhlEmulator:
             raise GhlApiError(400, SLOT_TAKEN_MESSAGE)
         return self.appointments[self._store_appointment(slot, body)]
 
+    def appointment(self, event_id: str) -> dict[str, Any]:
+        if event_id not in self.appointments:
+            raise GhlApiError(404, "Appointment not found")
+        return self.appointments[event_id]
+
+    def update_appointment(self, event_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT``: every field optional; a new time must be free, ``cancelled`` frees the slot."""
+        event = self.appointment(event_id)
+        status = body.get("appointmentStatus", event["appointmentStatus"])
+        if status not in APPOINTMENT_STATUSES:
+            raise GhlApiError(422, [f"appointmentStatus must be one of: {', '.join(APPOINTMENT_STATUSES)}"])
+        slot = self.booked.get(event_id)
+        if "startTime" in body:
+            start = _time(body["startTime"], "startTime")
+            end = _time(body["endTime"], "endTime") if "endTime" in body else start + self.hours.length
+            slot = Slot(start, end)
+            others = [b for key, b in self.booked.items() if key != event_id]
+            if status != "cancelled" and any(slot.overlaps(b) for b in others):
+                raise GhlApiError(400, SLOT_TAKEN_MESSAGE)
+            event.update(startTime=start.isoformat(), endTime=end.isoformat())
+        if status == "cancelled":
+            self.booked.pop(event_id, None)
+        elif slot is not None:
+            self.booked[event_id] = slot
+        event["appointmentStatus"] = status
+        if "title" in body:
+            event["title"] = str(body["title"])
+        return event
+
     # --- contacts and opportunities ---
 
     def check_location(self, location_id: Any) -> None:
@@ -385,6 +414,17 @@ async def post_appointment(request: web.Request) -> web.Response:
     return web.json_response(ghl.create_appointment(await _json_body(request)))
 
 
+async def get_appointment(request: web.Request) -> web.Response:
+    ghl = request.app[GHL]
+    return web.json_response(ghl.appointment(request.match_info["event_id"]))
+
+
+async def put_appointment(request: web.Request) -> web.Response:
+    ghl = request.app[GHL]
+    body = await _json_body(request)
+    return web.json_response(ghl.update_appointment(request.match_info["event_id"], body))
+
+
 async def post_upsert_contact(request: web.Request) -> web.Response:
     ghl = request.app[GHL]
     new, contact = ghl.upsert_contact(await _json_body(request))
@@ -452,6 +492,8 @@ def build_app(
     app[GHL] = ghl
     app.router.add_get("/calendars/{calendar_id}/free-slots", get_free_slots)
     app.router.add_post("/calendars/events/appointments", post_appointment)
+    app.router.add_get("/calendars/events/appointments/{event_id}", get_appointment)
+    app.router.add_put("/calendars/events/appointments/{event_id}", put_appointment)
     app.router.add_post("/contacts/upsert", post_upsert_contact)
     app.router.add_post("/contacts/{contact_id}/notes", post_note)
     app.router.add_post("/opportunities/", post_opportunity)

@@ -11,7 +11,7 @@ import pytest
 
 from bots.base import CallContext, EndCall, Say, TransferToHuman
 from bots.business_hours import BusinessHours
-from bots.calendar import Appointment
+from bots.calendar import Appointment, CalendarError
 from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA
 from bots.qualifier import QualifierOptions, QualifyingBot, QualifyingBotFactory
@@ -50,10 +50,17 @@ def context(tenant: str = "t1", phone: str = CALLER) -> CallContext:
     )
 
 
-def factory(store: MemoryBotSessionStore, clock: Clock) -> QualifyingBotFactory:
+class NoCancelCalendar(LocalCalendar):
+    """A calendar that books but cannot cancel (the CRM is down by the end of the call)."""
+
+    async def cancel(self, appointment_id: str) -> None:
+        raise CalendarError("GoHighLevel did not answer within 10 s", retryable=True)
+
+
+def factory(store: MemoryBotSessionStore, clock: Clock, calendar: LocalCalendar | None = None) -> QualifyingBotFactory:
     return QualifyingBotFactory(
         persona=DEFAULT_PERSONA,
-        calendar=LocalCalendar(BusinessHours()),
+        calendar=calendar or LocalCalendar(BusinessHours()),
         store=store,
         now=clock,
         options=QualifierOptions(resume_window=timedelta(hours=2)),
@@ -151,9 +158,11 @@ def appointments(bots: QualifyingBotFactory) -> list[Appointment]:
     return bots.calendar.appointments
 
 
-async def booked_caller(store: MemoryBotSessionStore, clock: Clock, phone: str = CALLER) -> QualifyingBotFactory:
+async def booked_caller(
+    store: MemoryBotSessionStore, clock: Clock, phone: str = CALLER, calendar: LocalCalendar | None = None
+) -> QualifyingBotFactory:
     """A factory (one calendar) whose caller booked a showing on an earlier call."""
-    bots = factory(store, clock)
+    bots = factory(store, clock, calendar)
     first = bots.create(context(phone=phone))
     await talk(first, *BOOKING_LINES)
     assert first.snapshot()["appointment"] is not None
@@ -183,9 +192,8 @@ async def test_the_appointment_is_said_in_the_callers_own_zone() -> None:
     assert "I see your showing is booked for Monday, December 7th at 12:15 PM." in again.greeting()
 
 
-async def test_a_caller_who_needs_to_reschedule_gets_new_times_and_the_old_one_is_marked_to_cancel() -> None:
-    store, clock = MemoryBotSessionStore(), Clock()
-    bots = await booked_caller(store, clock)
+async def reschedule(bots: QualifyingBotFactory, store: MemoryBotSessionStore) -> tuple[str, QualifyingBot]:
+    """The booked caller rings back and moves the showing to the first time offered."""
     again = await bots.create_for_caller(context())
     offer = await talk(again, "I need to reschedule")
     assert offer.startswith("Of course, let's find you a new time. For the showing, I have")
@@ -193,15 +201,35 @@ async def test_a_caller_who_needs_to_reschedule_gets_new_times_and_the_old_one_i
     await talk(again, "the first one")
     done = [a async for a in again.respond("yes")]
     await again.persist()
-
-    text = "".join(a.text for a in done if isinstance(a, Say))
-    assert "You're all set for" in text
-    assert "I've let the team know to cancel your earlier time, Monday, December 7th at 11:15 AM." in text
     assert done[-1] == EndCall("booked")
+    return "".join(a.text for a in done if isinstance(a, Say)), again
+
+
+async def test_a_caller_who_reschedules_gets_new_times_and_the_old_one_is_cancelled() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = await booked_caller(store, clock)
+    text, again = await reschedule(bots, store)
+
+    assert "You're all set for" in text
+    assert "I've cancelled your earlier time, Monday, December 7th at 11:15 AM." in text
     old, new = appointments(bots)
+    assert (old.status, new.status) == ("cancelled", "confirmed") and new.title == "Showing: Sarah Jones"
     snapshot = again.snapshot()
-    assert snapshot["appointment"]["id"] == new.id and new.title == "Showing: Sarah Jones"
-    assert [a["id"] for a in snapshot["cancel_pending"]] == [old.id]
+    assert snapshot["appointment"]["id"] == new.id and snapshot["cancel_pending"] == []
+    saved = await store.load("t1", CALLER)
+    assert saved is not None and saved["appointment"]["id"] == new.id and saved["cancel_pending"] == []
+    # The old time is free again for the next caller.
+    assert any(s.start == old.start for s in await bots.calendar.free_slots(old.start, old.end, "America/Chicago"))
+
+
+async def test_an_old_time_the_calendar_cannot_cancel_is_left_to_the_team() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = await booked_caller(store, clock, calendar=NoCancelCalendar(BusinessHours()))
+    text, again = await reschedule(bots, store)
+
+    assert "I've let the team know to cancel your earlier time, Monday, December 7th at 11:15 AM." in text
+    old, new = appointments(bots)
+    assert [a["id"] for a in again.snapshot()["cancel_pending"]] == [old.id]
     saved = await store.load("t1", CALLER)
     assert saved is not None and [a["id"] for a in saved["cancel_pending"]] == [old.id]
     assert saved["appointment"]["id"] == new.id

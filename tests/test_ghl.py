@@ -23,7 +23,7 @@ from bots.calendar import CalendarError, Contact, SlotTaken, offer_slots
 from bots.ghl import GhlCalendar, GhlOptions
 from bots.rate_limit import RateLimit
 from emulators.control import Fault, LatencyProfile
-from emulators.ghl import GHL, GhlEmulator, build_app, default_control
+from emulators.ghl import GHL, SLOT_TAKEN_MESSAGE, GhlEmulator, build_app, default_control
 from tests.conftest import on_loopback
 
 TOKEN = "pit-test-token"
@@ -159,6 +159,47 @@ async def test_a_slot_taken_meanwhile_raises_and_drops_out_of_the_next_offers(em
     fresh = offer_slots(await calendar.free_slots(*day, "America/Chicago"), now=datetime.now(UTC))
     assert offers[0] not in fresh and len(fresh) == 3
     assert (await calendar.book(contact, fresh[0], title="Showing")).start == fresh[0].start
+
+
+async def test_a_cancelled_appointment_frees_its_slot_and_cancelling_again_is_harmless(emulator: Emulator) -> None:
+    calendar = emulator.calendar()
+    contact = await dana(calendar)
+    day = day_range(next_monday())
+    slot = (await calendar.free_slots(*day, "America/Chicago"))[0]
+    appointment = await calendar.book(contact, slot, title="Showing")
+    assert slot not in await calendar.free_slots(*day, "America/Chicago")
+
+    await calendar.cancel(appointment.id)
+    await calendar.cancel(appointment.id)
+    assert emulator.ghl.appointments[appointment.id]["appointmentStatus"] == "cancelled"  # kept, not deleted
+    assert slot in await calendar.free_slots(*day, "America/Chicago")
+    rebooked = await calendar.book(contact, slot, title="Showing")
+    assert rebooked.id != appointment.id
+
+
+async def test_cancelling_an_unknown_appointment_is_a_permanent_error(emulator: Emulator) -> None:
+    with pytest.raises(CalendarError) as failed:
+        await emulator.calendar().cancel("no-such-event")
+    assert (failed.value.status, failed.value.retryable) == (404, False)
+    assert "Appointment not found" in str(failed.value)
+
+
+async def test_an_appointment_update_is_checked_like_a_booking(emulator: Emulator) -> None:
+    """``PUT /calendars/events/appointments/{id}``: a bad status is a 422, a taken time a 400."""
+    calendar = emulator.calendar()
+    contact = await dana(calendar)
+    first, second = (await calendar.free_slots(*day_range(next_monday()), "America/Chicago"))[:2]
+    appointment = await calendar.book(contact, first, title="Showing")
+    await calendar.book(contact, second, title="Showing")
+    url = f"{emulator.base_url}/calendars/events/appointments/{appointment.id}"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Version": wire.CALENDARS_VERSION}
+    async with aiohttp.ClientSession() as http:
+        bad = await http.put(url, json={"appointmentStatus": "gone"}, headers=headers)
+        assert bad.status == 422 and "appointmentStatus must be one of" in (await bad.json())["message"][0]
+        taken = await http.put(url, json={"startTime": second.start.isoformat()}, headers=headers)
+        assert taken.status == 400 and (await taken.json())["message"] == SLOT_TAKEN_MESSAGE
+        fetched = await http.get(url, headers=headers)
+        assert (await fetched.json())["startTime"] == first.start.isoformat()
 
 
 async def test_a_wrong_token_is_not_worth_retrying(emulator: Emulator) -> None:

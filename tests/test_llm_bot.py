@@ -4,6 +4,7 @@ emulator where the wire matters."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -288,7 +289,7 @@ async def test_what_the_caller_said_before_a_cut_hand_off_reply_is_recorded_on_t
     )
 
 
-async def test_a_caller_who_booked_is_greeted_with_it_and_a_new_booking_marks_the_old_one_to_cancel() -> None:
+async def test_a_caller_who_booked_is_greeted_with_it_and_a_new_booking_cancels_the_old_one() -> None:
     store, calendar = MemoryBotSessionStore(), LocalCalendar(BusinessHours())
     options: dict[str, Any] = {"persona": DEFAULT_PERSONA, "calendar": calendar, "now": lambda: NOW, "store": store}
     scripted = QualifyingBotFactory(**options).create(context())
@@ -310,4 +311,9 @@ async def test_a_caller_who_booked_is_greeted_with_it_and_a_new_booking_marks_th
     old, new = calendar.appointments
     snapshot = again.snapshot()
     assert snapshot["appointment"]["id"] == new.id and new.start.isoformat() == new_time
-    assert [a["id"] for a in snapshot["cancel_pending"]] == [old.id]
+    assert old.status == "cancelled" and snapshot["cancel_pending"] == []
+    # The model is told, so that it can say so.
+    [tool_result] = again.history[-2].content
+    assert isinstance(tool_result, ToolResultBlock)
+    result = json.loads(str(tool_result.content))
+    assert result["replaced"] == {"appointment": {**result["replaced"]["appointment"], "id": old.id}, "cancelled": True}
