@@ -41,6 +41,7 @@ from tests.test_vendor_call import (  # the vendor emulators
     Vendors,
     assert_every_line_answered,
     assert_qualified_by_claude,
+    conversation,
     start_vendor_server,
     vendors,
 )
@@ -219,8 +220,9 @@ async def test_a_dialled_qualification_call_with_every_vendor_emulated(
     call_sid = body["call_sid"]
     async with asyncio.timeout(90):  # a whole qualification: greeting, three answers, goodbye
         call = await emulator.state.wait_finished(call_sid)
-    assert call.errors == [] and call.streams[0]["end_reason"] in ("server_hung_up", "ended_by_twilio"), call.streams
     report = report_of(server, call_sid)
+    assert call.errors == [], call.errors
+    assert call.streams[0]["end_reason"] in ("server_hung_up", "ended_by_twilio"), conversation(report)
     assert report.context.direction == "outbound-api" and report.lifecycle.status == "completed"
     assert report.amd is not None and report.amd.answered_by == "human"
     assert not [e for e in report.events if isinstance(e, VendorDegraded)]

@@ -27,7 +27,7 @@ from runtime.anthropic_llm import AnthropicLlm
 from runtime.deepgram_stt import DeepgramStt
 from runtime.elevenlabs_tts import ElevenLabsTts
 from runtime.engines import DEFAULT_SCRIPTED_TRANSCRIPTS, Engines
-from runtime.events import CallerUtterance, TurnLatency, VendorDegraded
+from runtime.events import BotUtterance, CallerUtterance, TurnLatency, VendorDegraded
 from runtime.fallback import CircuitBreaker, FallbackStt, FallbackTts
 from runtime.report import CallReport
 from runtime.stt import ScriptedStt
@@ -101,13 +101,26 @@ async def start_vendor_server(start_server: StartServer, scripted_engines: Engin
     return server
 
 
+def conversation(report: CallReport) -> str:
+    """The call as it went, for a failing assertion's message: who said what, when."""
+    lines = []
+    for e in report.events:
+        if isinstance(e, CallerUtterance | BotUtterance):
+            who = "caller" if isinstance(e, CallerUtterance) else "bot"
+            lines.append(f"{e.at:7.2f} {who:6} {e.text}")
+        elif not isinstance(e, TurnLatency):
+            lines.append(f"{getattr(e, 'at', 0.0):7.2f} {type(e).__name__}")
+    return "\n".join([f"end: {report.end_reason}", *lines])
+
+
 def assert_every_line_answered(report: CallReport) -> list[TurnLatency]:
     """Every line of the script was heard and every caller turn answered (a line said while the
     bot was still thinking is answered together with the one before it, as one turn)."""
     heard = [e.text for e in report.events if isinstance(e, CallerUtterance)]
-    assert all(any(line.rstrip(".") in text for text in heard) for line in BENCH_SCRIPT.lines()), heard
+    said = conversation(report)
+    assert all(any(line.rstrip(".") in text for text in heard) for line in BENCH_SCRIPT.lines()), said
     turns = [e for e in report.events if isinstance(e, TurnLatency)]
-    assert len(turns) == len(heard)
+    assert len(turns) == len(heard), said
     return turns
 
 
@@ -125,6 +138,7 @@ def assert_qualified_by_claude(state: dict[str, Any]) -> None:
 
 
 async def place_call(server: RunningServer, http: aiohttp.ClientSession) -> str:
+    """Call in as BENCH_SCRIPT's buyer; the call's SID once the server has hung up."""
     tts = ScriptedTts()
     audio = {line: await tts.render(line) for line in BENCH_SCRIPT.lines()}
     options = SimulatedCallOptions(
@@ -139,7 +153,8 @@ async def place_call(server: RunningServer, http: aiohttp.ClientSession) -> str:
     )
     result = await run_simulated_call(options, tts=tts, session=http, prerendered=audio)
     assert result.error is None, result.error
-    assert result.end_reason == "server_hung_up"
+    report = server.state.reports.get(result.call_sid)
+    assert result.end_reason == "server_hung_up", conversation(report) if report else result.end_reason
     return result.call_sid
 
 
