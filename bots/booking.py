@@ -138,8 +138,9 @@ class BookingDialog:
 
     # --- the conversation ---
 
-    async def open(self) -> BookingStep:
-        """Offer two or three free times, spread over days and times of day."""
+    async def open(self, *, named: bool = False) -> BookingStep:
+        """Offer two or three free times, spread over days and times of day; ``named``: the bot
+        has just said what is being booked, so the offer does not say it again."""
         now = self._now()
         try:
             free = await self._free(now, now + HORIZON)
@@ -148,7 +149,7 @@ class BookingDialog:
         offers = offer_slots(free, now, FIRST_OFFERS)
         if not offers:
             return self._give_up(_NOTHING_FREE, "nothing free")
-        return self._offer(offers, f"For {_WHAT[self._request.kind]}, I have")
+        return self._offer(offers, "I have" if named else f"For {_WHAT[self._request.kind]}, I have")
 
     async def hear(self, caller_text: str) -> BookingStep:
         """React to the caller's answer; once the dialog is over, its last step again."""

@@ -24,6 +24,7 @@ from bots.handoff import HandoffRecord
 from bots.persona import ROLES, BotRole, Persona
 from bots.scoring import Score, score_lead
 from bots.session_state import STATE_VERSION, BotSessionStore
+from bots.understanding import first_name
 from runtime.clock import Clock
 
 if TYPE_CHECKING:
@@ -198,7 +199,8 @@ class ConversationBot(Bot, Generic[State]):
         """The start of a returning caller's greeting: their name, and the bot they spoke to."""
         name = self._c.flows["lead"].answers.get("name")
         bot = self.persona.bot(self._c.role)
-        return f"Hi{' ' + name if name else ''}, welcome back to {self.persona.business_name}! It's {bot.name} again."
+        hello = f"Hi {first_name(name)}" if name else "Hi"
+        return f"{hello}, welcome back to {self.persona.business_name}! It's {bot.name} again."
 
     # --- the saved session ---
 

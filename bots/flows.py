@@ -19,6 +19,7 @@ from typing import Any
 from bots.persona import ROLES, BotRole
 from bots.slots import Answer, Financing, IntentGuess, MortgageStatus, Price, Timeline, TimelineBucket
 from bots.understanding import (
+    first_name,
     parse_address,
     parse_condition,
     parse_financing,
@@ -229,7 +230,7 @@ def _lead_flow(min_intent_confidence: float) -> tuple[Question, ...]:
             again="And who am I speaking with?",
             extract=_name,
             describe=str,
-            acknowledge=lambda name: f"Nice to meet you, {name}.",
+            acknowledge=lambda name: f"Nice to meet you, {first_name(name)}.",
         ),
         Question(
             slot="intent",

@@ -312,19 +312,20 @@ class QualifyingBot(ConversationBot[_Conversation]):
 
     async def _open_booking(self, kind: BookingKind, intro: str | None = None) -> AsyncIterator[BotAction]:
         """Start booking ``kind``, said after ``intro`` (by default, what is being booked)."""
-        step = await self._new_booking(kind)
-        yield self._say(f"{_BOOKING_INTROS[kind] if intro is None else intro} {step.say}")
+        intro = _BOOKING_INTROS[kind] if intro is None else intro
+        step = await self._new_booking(kind, named=_BOOKING_INTROS[kind] in intro)
+        yield self._say(f"{intro} {step.say}")
         async for action in self._booking_step(step):
             yield action
 
-    async def _new_booking(self, kind: BookingKind) -> BookingStep:
+    async def _new_booking(self, kind: BookingKind, *, named: bool = False) -> BookingStep:
         """A booking dialog for ``kind``, opened (its offers made); the conversation is booking."""
         contact = await self._contact()
         request = BookingRequest(kind=kind, title=self._booking_title(kind), notes=self.summary())
         tz = timezone_for_phone(contact.phone, default=self.persona.timezone, contact_timezone=contact.timezone)
         dialog = BookingDialog(self.calendar, contact, request, tz=tz, now=self._now)
         self._c.stage, self._c.booking, self._c.booking_kind = "booking", dialog, kind
-        return await dialog.open()
+        return await dialog.open(named=named)
 
     async def _booking_turn(self, text: str) -> AsyncIterator[BotAction]:
         assert self._c.booking is not None

@@ -145,6 +145,17 @@ def parse_name(text: str, *, asked: bool = False) -> str | None:
     return name if name and len(name.split()) == len(words) else None
 
 
+_HONORIFIC = re.compile(r"(?:mr|mrs|ms|miss|dr)\.?", re.IGNORECASE)
+
+
+def first_name(name: str) -> str:
+    """How a bot addresses the caller: "Sarah" for "Sarah Jones", but "Dr. Patel" as said."""
+    words = name.split()
+    if not words or (len(words) > 1 and _HONORIFIC.fullmatch(words[0])):
+        return name
+    return words[0]
+
+
 def _name(words: list[str], lower_case_words: int) -> str | None:
     """The leading words that can be a name, capitalised; the first ``lower_case_words`` of them
     may be written in lower case (some transcripts are)."""

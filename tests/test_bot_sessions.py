@@ -111,7 +111,7 @@ async def test_a_caller_who_rings_back_continues_where_they_left_off() -> None:
     clock.at = START + timedelta(hours=1)
     again = await factory(store, clock).create_for_caller(context())
     assert again.greeting() == (
-        "Hi Sarah Jones, welcome back to Lakeside Realty! It's Maya again. Let's pick up where we left off. "
+        "Hi Sarah, welcome back to Lakeside Realty! It's Maya again. Let's pick up where we left off. "
         "What price range are you thinking of?"
     )
     assert again.voice == "buyer"
@@ -175,7 +175,7 @@ async def test_a_caller_already_booked_is_greeted_with_the_appointment_and_asked
     bots = await booked_caller(store, clock)
     again = await bots.create_for_caller(context())
     assert again.greeting() == (
-        "Hi Sarah Jones, welcome back to Lakeside Realty! It's Maya again. I see your showing is booked for "
+        "Hi Sarah, welcome back to Lakeside Realty! It's Maya again. I see your showing is booked for "
         "Monday, December 7th at 11:15 AM. How can I help you today?"
     )
     assert not again.done
@@ -292,4 +292,4 @@ async def test_on_an_outbound_call_the_session_is_the_dialled_lead_s() -> None:
     assert (await store.load("t1", CALLER) or {})["answers"]["lead"] == {"name": "Sarah Jones"}
     assert await store.load("t1", "+15125550000") is None
     again = await factory(store, clock).create_for_caller(context())
-    assert again.greeting().startswith("Hi Sarah Jones, welcome back")
+    assert again.greeting().startswith("Hi Sarah, welcome back")

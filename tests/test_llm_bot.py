@@ -101,7 +101,7 @@ async def test_each_text_delta_is_said_at_once_and_answers_are_recorded(emulator
     bot = new_bot(emulator.llm())
     actions = await turn(bot, "Hi, I'm Sarah Jones")
     assert len(actions) > 3 and all(isinstance(a, Say) and a.voice == "lead" for a in actions)
-    assert said(actions) == "Nice to meet you, Sarah Jones. Are you looking to buy a home, sell one, or both?"
+    assert said(actions) == "Nice to meet you, Sarah. Are you looking to buy a home, sell one, or both?"
     assert bot.snapshot()["answers"]["lead"] == {"name": "Sarah Jones"}
     # the reply with its record_answers call, the tool result, and a follow-up with nothing to add
     assert [m.role for m in bot.history] == ["user", "assistant", "user"]
@@ -255,7 +255,7 @@ async def test_a_saved_session_is_resumed_by_the_next_call() -> None:
     await turn(bot, "I'm Sarah Jones")
     await bot.persist()
     again = await factory.create_for_caller(context())
-    assert again.greeting().startswith("Hi Sarah Jones, welcome back to Lakeside Realty!")
+    assert again.greeting().startswith("Hi Sarah, welcome back to Lakeside Realty!")
     assert again.snapshot()["resumed"] and again.snapshot()["answers"]["lead"] == {"name": "Sarah Jones"}
     assert "Sarah Jones" in str(again.history[0].content[0])  # the model is told what it knew
     assert factory.fixed_phrases() == [DEFAULT_PERSONA.greeting("lead")]
@@ -301,7 +301,7 @@ async def test_a_caller_who_booked_is_greeted_with_it_and_a_new_booking_cancels_
 
     again = await LlmBotFactory(model, **options).create_for_caller(context())
     assert again.greeting() == (
-        "Hi Sarah Jones, welcome back to Lakeside Realty! It's Maya again. I see your showing is booked for "
+        "Hi Sarah, welcome back to Lakeside Realty! It's Maya again. I see your showing is booked for "
         "Monday, December 7th at 11:15 AM. How can I help you today?"
     )
     assert "I see your showing is booked for Monday, December 7th at 11:15 AM." in str(again.history[0].content[0])

@@ -22,6 +22,7 @@ from bots.slots import (
     TimelineBucket,
 )
 from bots.understanding import (
+    first_name,
     parse_address,
     parse_condition,
     parse_financing,
@@ -70,6 +71,14 @@ TODAY = date(2025, 3, 10)  # a Monday in early spring
 )
 def test_name(text: str, asked: bool, name: str | None) -> None:
     assert parse_name(text, asked=asked) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "addressed"),
+    [("Sarah Jones", "Sarah"), ("Sarah", "Sarah"), ("Mary Ann Lee", "Mary"), ("Dr. Patel", "Dr. Patel"), ("Mrs Lee", "Mrs Lee"), ("Ms", "Ms")],
+)
+def test_a_caller_is_addressed_by_first_name_unless_they_gave_a_title(name: str, addressed: str) -> None:
+    assert first_name(name) == addressed
 
 
 @pytest.mark.parametrize(
