@@ -75,7 +75,14 @@ def test_name(text: str, asked: bool, name: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("name", "addressed"),
-    [("Sarah Jones", "Sarah"), ("Sarah", "Sarah"), ("Mary Ann Lee", "Mary"), ("Dr. Patel", "Dr. Patel"), ("Mrs Lee", "Mrs Lee"), ("Ms", "Ms")],
+    [
+        ("Sarah Jones", "Sarah"),
+        ("Sarah", "Sarah"),
+        ("Mary Ann Lee", "Mary"),
+        ("Dr. Patel", "Dr. Patel"),
+        ("Mrs Lee", "Mrs Lee"),
+        ("Ms", "Ms"),
+    ],
 )
 def test_a_caller_is_addressed_by_first_name_unless_they_gave_a_title(name: str, addressed: str) -> None:
     assert first_name(name) == addressed
