@@ -67,6 +67,10 @@ class RecogniserSession(Protocol):
     async def final(self, pcm: Pcm) -> str:
         """The words of a finished segment of 8 kHz PCM."""
 
+    def utterance_ended(self) -> None:
+        """The speaker's utterance is over (an endpoint, a silence or an ``UtteranceEnd``); a
+        segment cut by ``Finalize`` mid-utterance is followed by more of the same utterance."""
+
 
 class Recogniser(Protocol):
     def session(self) -> RecogniserSession:
@@ -74,18 +78,31 @@ class Recogniser(Protocol):
 
 
 class _ScriptedSession:
+    """One line per utterance. A client's ``Finalize`` at a pause inside a line ("About four
+    hundred thousand dollars, | we still need a lender") gets the whole line and the rest of
+    the utterance gets no words: early, but the caller's words and their order are kept, where
+    one line per segment would shift every later line by one."""
+
     def __init__(self, lines: tuple[str, ...]) -> None:
         self._lines = lines
         self._next = 0
+        self._said: str | None = None  # the line given out in the utterance still going on
 
     def partial(self, speech_s: float) -> str:
+        if self._said is not None:
+            return self._said
         words = self._lines[self._next].split()
         return " ".join(words[: min(len(words), 1 + int(speech_s / PARTIAL_WORD_S))])
 
     async def final(self, pcm: Pcm) -> str:
-        line = self._lines[self._next]
+        if self._said is not None:
+            return ""
+        self._said = self._lines[self._next]
         self._next = (self._next + 1) % len(self._lines)
-        return line
+        return self._said
+
+    def utterance_ended(self) -> None:
+        self._said = None
 
 
 class ScriptedRecogniser:
@@ -109,6 +126,9 @@ class _WhisperSession:
 
     async def final(self, pcm: Pcm) -> str:
         return (await self._stt.transcribe(pcm)).text
+
+    def utterance_ended(self) -> None:
+        return
 
 
 class WhisperRecogniser:
@@ -497,10 +517,13 @@ class _Connection:
         elif isinstance(action, Final):
             await self._emit_final(action)
         else:
+            self._recogniser.utterance_ended()
             await self._send({"type": "UtteranceEnd", "channel": _CHANNEL, "last_word_end": action.last_word_end})
 
     async def _emit_final(self, final: Final) -> None:
         text = await self._recogniser.final(final.audio) if final.audio is not None else ""
+        if not final.from_finalize:  # ended by silence: the utterance, if any, is over
+            self._recogniser.utterance_ended()
         await self._control.delay("stt_final")
         message = results_message(
             request_id=self._request_id,

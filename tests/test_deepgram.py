@@ -174,6 +174,22 @@ async def test_finalize_answers_from_finalize_and_unknown_control_is_an_error(em
     assert ws.close_code == 1000
 
 
+async def test_a_finalize_inside_an_utterance_does_not_shift_the_scripted_lines(emulator: Emulator) -> None:
+    """A client's Finalize at a comma: the utterance's line comes with it, the rest of the
+    utterance brings no other line, and the next utterance says the next line."""
+    async with await open_raw(emulator) as ws:
+        for frame in frames(speech(0.8)):
+            await ws.send(pcm_to_ulaw(frame))
+        await ws.send(json.dumps({"type": "Finalize"}))
+        for pcm in (silence(0.15), speech(0.8), silence(1.6), speech(1.0), silence(1.6)):
+            for frame in frames(pcm):
+                await ws.send(pcm_to_ulaw(frame))
+        await ws.send(json.dumps({"type": "CloseStream"}))
+        events = await receive_all(ws)
+    said = [r.transcript for r in events if isinstance(r, Results) and r.is_final and r.transcript]
+    assert said == [LINES[0], LINES[1]]
+
+
 async def test_idle_stream_closes_with_net0001(start_emulator: Callable[..., Any]) -> None:
     emulator: Emulator = await start_emulator(idle_timeout_s=0.3)
     async with await open_raw(emulator) as ws:
