@@ -113,11 +113,14 @@ def call_facts(today: date, tz: str) -> str:
     return f"Today is {today:%A, %B} {today.day}, {today.year}. The caller's time zone is {tz}; say every time in it."
 
 
-def system_prompt(persona: Persona, role: BotRole, questions: tuple[Question, ...], *, today: date, tz: str) -> str:
-    """The same for every call of a persona, bot, day and caller zone, so it is a cache read."""
+def system_prompt(
+    persona: Persona, role: BotRole, questions: tuple[Question, ...], *, today: date, tz: str, outbound: bool = False
+) -> str:
+    """The same for every call of a persona, bot, day, caller zone and direction, so it is a cache read."""
     bot = persona.bot(role)
+    called = " (we called them)" if outbound else ""
     opening = (
-        f'You opened the call with: "{persona.greeting(role)}"'
+        f'You opened the call with: "{persona.greeting(role, outbound=outbound)}"{called}'
         if role == "lead"
         else f'You join after a hand-off: start with "{persona.greeting(role)}", say briefly what you already '
         "know, then ask your first open question."
@@ -226,7 +229,8 @@ class LlmBot(ConversationBot[_Conversation]):
             store=store,
             saved=saved,
         )
-        self._opening = self._resume_greeting() if self._resumed else persona.greeting("lead")
+        self._outbound = context.direction.startswith("outbound")
+        self._opening = self._resume_greeting() if self._resumed else persona.greeting("lead", outbound=self._outbound)
         self._usage = {f.name: 0 for f in fields(Usage)}
         #: whether this turn's last words need a space before another response's first ones
         self._after_words = False
@@ -259,7 +263,9 @@ class LlmBot(ConversationBot[_Conversation]):
     def system(self) -> str:
         """The current bot's system prompt."""
         role = self._c.role
-        return system_prompt(self.persona, role, self._questions[role], today=self._today, tz=self.tz)
+        return system_prompt(
+            self.persona, role, self._questions[role], today=self._today, tz=self.tz, outbound=self._outbound
+        )
 
     @property
     def tools(self) -> tuple[ToolSpec, ...]:
@@ -653,7 +659,7 @@ class LlmBotFactory(BotFactory):
         return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
 
     def fixed_phrases(self) -> list[str]:
-        return [self.persona.greeting("lead")]
+        return self.persona.greetings("lead")
 
     def voices(self) -> list[str | None]:
         return [*self.persona.voices()]

@@ -21,13 +21,15 @@ class BotPersona:
     """One bot as the caller meets it. ``specialty`` completes the hand-off bridge ("I'll bring
     in Maya, who {specialty}."); ``greeting`` may use ``{business}`` and ``{name}``. The lead
     bot's greeting opens the call, discloses that it is an AI and ends by asking the caller's
-    name (the caller's first words are taken as the answer); the others' open a hand-off."""
+    name (the caller's first words are taken as the answer); the others' open a hand-off.
+    ``outbound_greeting`` opens a call we placed (the lead bot's; empty: ``greeting``)."""
 
     role: BotRole
     name: str
     voice: str
     greeting: str
     specialty: str
+    outbound_greeting: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,10 +52,16 @@ class Persona:
         persona: BotPersona = getattr(self, role)
         return persona
 
-    def greeting(self, role: BotRole) -> str:
-        """The bot's greeting with the business and bot names filled in."""
+    def greeting(self, role: BotRole, *, outbound: bool = False) -> str:
+        """The bot's greeting with the business and bot names filled in; ``outbound``: on a call
+        we placed, where "thanks for calling" would be wrong."""
         bot = self.bot(role)
-        return bot.greeting.format(business=self.business_name, name=bot.name)
+        text = bot.outbound_greeting if outbound and bot.outbound_greeting else bot.greeting
+        return text.format(business=self.business_name, name=bot.name)
+
+    def greetings(self, role: BotRole) -> list[str]:
+        """Every greeting the bot may open a call with (to render ahead of the calls)."""
+        return list(dict.fromkeys(self.greeting(role, outbound=outbound) for outbound in (False, True)))
 
     def voices(self) -> list[str]:
         return list(dict.fromkeys(self.bot(role).voice for role in ROLES))
@@ -76,7 +84,7 @@ class Persona:
 
 
 def _bot_from_dict(role: BotRole, data: Mapping[str, Any]) -> BotPersona:
-    unknown = set(data) - {"name", "voice", "greeting", "specialty"}
+    unknown = set(data) - {"name", "voice", "greeting", "specialty", "outbound_greeting"}
     if unknown:
         raise ValueError(f"unknown {role} bot settings: {', '.join(sorted(unknown))}")
     default = DEFAULT_PERSONA.bot(role)
@@ -86,6 +94,7 @@ def _bot_from_dict(role: BotRole, data: Mapping[str, Any]) -> BotPersona:
         voice=str(data.get("voice", default.voice)),
         greeting=str(data.get("greeting", default.greeting)),
         specialty=str(data.get("specialty", default.specialty)),
+        outbound_greeting=str(data.get("outbound_greeting", default.outbound_greeting)),
     )
 
 
@@ -104,10 +113,11 @@ def _bot_problems(role: BotRole, bot: BotPersona) -> list[str]:
     problems = [f"{role} bot: {field} is empty" for field in ("name", "voice", "greeting") if not getattr(bot, field)]
     if bot.role != role:
         problems.append(f"{role} bot has role {bot.role!r}")
-    try:
-        bot.greeting.format(**_GREETING_FIELDS)
-    except (KeyError, IndexError, ValueError):
-        problems.append(f"{role} bot: greeting may only use {{business}} and {{name}}")
+    for field in ("greeting", "outbound_greeting"):
+        try:
+            getattr(bot, field).format(**_GREETING_FIELDS)
+        except (KeyError, IndexError, ValueError):
+            problems.append(f"{role} bot: {field} may only use {{business}} and {{name}}")
     return problems
 
 
@@ -121,6 +131,10 @@ DEFAULT_PERSONA = Persona(
         voice="lead",
         greeting="Hi, thanks for calling {business}! I'm {name}, a virtual assistant. May I have your name?",
         specialty="answers our calls",
+        outbound_greeting=(
+            "Hi, this is {name}, a virtual assistant with {business}, following up on your home inquiry. "
+            "May I have your name?"
+        ),
     ),
     buyer=BotPersona(
         role="buyer",

@@ -189,7 +189,7 @@ class QualifyingBot(ConversationBot[_Conversation]):
 
     def _fresh_greeting(self) -> str:
         self._c.flows["lead"].ask_next()
-        return self.persona.greeting("lead")
+        return self.persona.greeting("lead", outbound=self.context.direction.startswith("outbound"))
 
     async def _qualify(self, text: str) -> AsyncIterator[BotAction]:
         self._c.turns.append((self._c.role, text))
@@ -523,7 +523,7 @@ class QualifyingBotFactory(BotFactory):
         return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
 
     def fixed_phrases(self) -> list[str]:
-        return [self.persona.greeting("lead")]
+        return self.persona.greetings("lead")
 
     def voices(self) -> list[str | None]:
         return [*self.persona.voices()]

@@ -258,7 +258,7 @@ async def test_a_saved_session_is_resumed_by_the_next_call() -> None:
     assert again.greeting().startswith("Hi Sarah, welcome back to Lakeside Realty!")
     assert again.snapshot()["resumed"] and again.snapshot()["answers"]["lead"] == {"name": "Sarah Jones"}
     assert "Sarah Jones" in str(again.history[0].content[0])  # the model is told what it knew
-    assert factory.fixed_phrases() == [DEFAULT_PERSONA.greeting("lead")]
+    assert factory.fixed_phrases() == DEFAULT_PERSONA.greetings("lead")
     assert factory.voices() == ["lead", "buyer", "seller"]
 
 

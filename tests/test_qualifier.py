@@ -3,6 +3,7 @@ calendar, a fixed clock (Monday 7 December 2026, 9 AM in Austin), the real booki
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA, BotRole, Persona
 from bots.qualifier import QualifierOptions, QualifyingBot, QualifyingBotFactory, wants_person
 from runtime.clock import Clock
+from runtime.compliance import discloses_ai
 
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
 AUSTIN = ZoneInfo("America/Chicago")
@@ -381,6 +383,8 @@ def test_a_persona_comes_from_configuration_with_defaults_for_what_is_left_out()
     assert persona.greeting("lead") == (
         "Hi, thanks for calling Hill Country Homes! I'm Ava, a virtual assistant. May I have your name?"
     )
+    assert persona.greeting("lead", outbound=True).startswith("Hi, this is Ava, a virtual assistant with Hill Country")
+    assert persona.greeting("buyer", outbound=True) == persona.greeting("buyer")  # hand-offs are the same
     assert persona.buyer.name == "Zoe" and persona.seller.name == "Sam"
     assert persona.service_areas == ("Austin", "Round Rock") and persona.voices() == ["lead", "zoe", "seller"]
 
@@ -392,6 +396,7 @@ def test_a_persona_comes_from_configuration_with_defaults_for_what_is_left_out()
         ({"business_name": " "}, "business_name is empty"),
         ({"bots": {"seller": {"voice": ""}}}, "seller bot: voice is empty"),
         ({"bots": {"lead": {"greeting": "Hi from {company}"}}}, "greeting may only use {business} and {name}"),
+        ({"bots": {"lead": {"outbound_greeting": "{agent} here"}}}, "outbound_greeting may only use {business}"),
         ({"bots": {"agent": {}}}, "bots must map some of lead, buyer, seller"),
         ({"bots": {"lead": {"colour": "red"}}}, "unknown lead bot settings: colour"),
         ({"service_areas": "Austin"}, "service_areas must be a list"),
@@ -402,11 +407,20 @@ def test_a_bad_persona_is_refused_by_name(config: dict[str, object], problem: st
         Persona.from_dict(config)
 
 
-def test_the_factory_renders_the_greeting_in_every_bot_voice() -> None:
+def test_the_factory_renders_the_greetings_in_every_bot_voice() -> None:
     factory = QualifyingBotFactory(
         persona=DEFAULT_PERSONA, calendar=LocalCalendar(BusinessHours()), now=lambda: NOW, clock=SteppingClock()
     )
-    assert factory.fixed_phrases() == [factory.create(context()).greeting()]
+    inbound = factory.create(context()).greeting()
+    outbound = factory.create(dataclasses.replace(context(), direction="outbound-api")).greeting()
+    assert factory.fixed_phrases() == [inbound, outbound]
+    assert inbound.startswith("Hi, thanks for calling Lakeside Realty!")
+    # A lead we dialled is not thanked for calling; the bot still says it is an AI first.
+    assert outbound == (
+        "Hi, this is Ava, a virtual assistant with Lakeside Realty, following up on your home inquiry. "
+        "May I have your name?"
+    )
+    assert discloses_ai(outbound)
     assert factory.voices() == ["lead", "buyer", "seller"]
 
 
