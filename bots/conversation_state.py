@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from bots.base import Bot, CallContext
+from bots.base import Bot, BotFactory, CallContext
 from bots.calendar import Calendar, Contact
 from bots.flows import FlowState, build_flows, new_flows
 from bots.handoff import HandoffRecord
 from bots.persona import ROLES, BotRole, Persona
 from bots.scoring import Score, score_lead
-from bots.session_state import STATE_VERSION, BotSessionStore
+from bots.session_state import STATE_VERSION, BotSessionStore, resumable
 from bots.understanding import first_name
 from runtime.clock import Clock
 
@@ -250,3 +250,44 @@ class ConversationBot(Bot, Generic[State]):
         c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
         c.appointment, c.next_step = saved.get("appointment"), saved.get("next_step")
         c.cancel_pending = list(saved.get("cancel_pending", []))
+
+
+Brain = TypeVar("Brain", bound=ConversationBot[Any])
+
+
+class ConversationBotFactory(BotFactory, Generic[Brain]):
+    """What both brains' factories share: one persona, calendar and session store for every call,
+    and a caller's last session resumed when it is recent enough."""
+
+    def __init__(
+        self,
+        *,
+        persona: Persona,
+        calendar: Calendar,
+        now: Callable[[], datetime],
+        store: BotSessionStore | None,
+        clock: Clock,
+        options: QualifierOptions,
+    ) -> None:
+        self.persona = persona
+        self.calendar = calendar
+        self.now = now
+        self.store = store
+        self.clock = clock
+        self.options = options
+
+    @abstractmethod
+    def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> Brain:
+        """A bot for this call; with ``saved`` (a session state), continuing that session."""
+
+    async def create_for_caller(self, context: CallContext) -> Brain:
+        """A bot for this call that continues the caller's last session if it is recent enough
+        (same tenant and phone, within the resume window)."""
+        saved = await self.store.load(context.tenant, lead_phone(context)) if self.store else None
+        return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
+
+    def fixed_phrases(self) -> list[str]:
+        return self.persona.greetings("lead")
+
+    def voices(self) -> list[str | None]:
+        return [*self.persona.voices()]

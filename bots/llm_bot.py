@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 
 from bots.base import (
     BotAction,
-    BotFactory,
     CallContext,
     EndCall,
     HandedOff,
@@ -39,7 +38,7 @@ from bots.base import (
 )
 from bots.booking import cancel_replaced
 from bots.calendar import Calendar, CalendarError, Slot, timezone_for_phone
-from bots.conversation_state import ConversationBot, ConversationState, lead_phone
+from bots.conversation_state import ConversationBot, ConversationBotFactory, ConversationState, lead_phone
 from bots.flows import FlowState, Question
 from bots.handoff import HandoffRecord
 from bots.llm_tools import (
@@ -57,7 +56,7 @@ from bots.llm_tools import (
 )
 from bots.persona import ROLES, BotRole, Persona
 from bots.qualifier import QualifierOptions, booked_for, wants_person
-from bots.session_state import BotSessionStore, resumable
+from bots.session_state import BotSessionStore
 from runtime.clock import Clock, MonotonicClock
 from runtime.llm import (
     ChatMessage,
@@ -614,7 +613,7 @@ def _keep_words(content: tuple[ContentBlock, ...], words: list[str]) -> tuple[tu
     return tuple(kept), words
 
 
-class LlmBotFactory(BotFactory):
+class LlmBotFactory(ConversationBotFactory[LlmBot]):
     """Builds the LLM brain for each call; one model client shared by every call (connection
     pooling, prompt cache), resuming a caller's saved session like the scripted core."""
 
@@ -630,17 +629,18 @@ class LlmBotFactory(BotFactory):
         options: QualifierOptions | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
     ) -> None:
+        super().__init__(
+            persona=persona,
+            calendar=calendar,
+            now=now,
+            store=store,
+            clock=clock or MonotonicClock(),
+            options=options or QualifierOptions(),
+        )
         self.model = model
-        self.persona = persona
-        self.calendar = calendar
-        self.now = now
-        self.store = store
-        self.clock = clock or MonotonicClock()
-        self.options = options or QualifierOptions()
         self.max_rounds = max_rounds
 
     def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> LlmBot:
-        """A bot for this call; with ``saved`` (a session state), continuing that session."""
         return LlmBot(
             self.model,
             persona=self.persona,
@@ -653,13 +653,3 @@ class LlmBotFactory(BotFactory):
             saved=saved,
             max_rounds=self.max_rounds,
         )
-
-    async def create_for_caller(self, context: CallContext) -> LlmBot:
-        saved = await self.store.load(context.tenant, lead_phone(context)) if self.store else None
-        return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
-
-    def fixed_phrases(self) -> list[str]:
-        return self.persona.greetings("lead")
-
-    def voices(self) -> list[str | None]:
-        return [*self.persona.voices()]

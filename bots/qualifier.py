@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 
 from bots.base import (
     BotAction,
-    BotFactory,
     CallContext,
     EndCall,
     HandedOff,
@@ -41,11 +40,18 @@ from bots.base import (
 )
 from bots.booking import BookingDialog, BookingRequest, BookingStep, cancel_replaced
 from bots.calendar import Calendar, Slot, spoken_slot, timezone_for_phone
-from bots.conversation_state import BOOKING_TITLES, BookingKind, ConversationBot, ConversationState, lead_phone
+from bots.conversation_state import (
+    BOOKING_TITLES,
+    BookingKind,
+    ConversationBot,
+    ConversationBotFactory,
+    ConversationState,
+    lead_phone,
+)
 from bots.flows import FlowState
 from bots.handoff import HandoffRules, attempt, wanted_route
 from bots.persona import ROLES, BotRole, Persona
-from bots.session_state import DEFAULT_RESUME_WINDOW, BotSessionStore, resumable
+from bots.session_state import DEFAULT_RESUME_WINDOW, BotSessionStore
 from bots.slots import Answer
 from bots.understanding import parse_yes_no
 from runtime.clock import Clock, MonotonicClock
@@ -477,7 +483,7 @@ def _appointment_record(step: BookingStep, kind: str | None, tz: str) -> dict[st
     }
 
 
-class QualifyingBotFactory(BotFactory):
+class QualifyingBotFactory(ConversationBotFactory[QualifyingBot]):
     """Builds the scripted bot core for each call, resuming a caller's saved session."""
 
     def __init__(
@@ -490,15 +496,16 @@ class QualifyingBotFactory(BotFactory):
         clock: Clock | None = None,
         options: QualifierOptions | None = None,
     ) -> None:
-        self.persona = persona
-        self.calendar = calendar
-        self.store = store
-        self.now = now
-        self.clock = clock or MonotonicClock()
-        self.options = options or QualifierOptions()
+        super().__init__(
+            persona=persona,
+            calendar=calendar,
+            now=now,
+            store=store,
+            clock=clock or MonotonicClock(),
+            options=options or QualifierOptions(),
+        )
 
     def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> QualifyingBot:
-        """A bot for this call; with ``saved`` (a session state), continuing that session."""
         return QualifyingBot(
             persona=self.persona,
             calendar=self.calendar,
@@ -515,15 +522,3 @@ class QualifyingBotFactory(BotFactory):
         bot = self.create(context)
         await bot.continue_call(state)
         return bot
-
-    async def create_for_caller(self, context: CallContext) -> QualifyingBot:
-        """A bot for this call that continues the caller's last session if it is recent enough
-        (same tenant and phone, within the resume window)."""
-        saved = await self.store.load(context.tenant, lead_phone(context)) if self.store else None
-        return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
-
-    def fixed_phrases(self) -> list[str]:
-        return self.persona.greetings("lead")
-
-    def voices(self) -> list[str | None]:
-        return [*self.persona.voices()]
