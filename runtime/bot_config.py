@@ -1,20 +1,20 @@
 """Which bots answer calls, the persona they speak as, and where they book and transfer to.
 
-Read from the environment with every problem reported by name, like the rest of the settings
-(``runtime.config``); turned into a ``BotFactory`` by ``runtime.bot_wiring``.
+Read from the environment through the settings' ``EnvReader`` (``runtime.env_reader``), so
+every problem is reported by name together with the rest; turned into a ``BotFactory`` by
+``runtime.bot_wiring``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from bots.ghl import GHL_BASE_URL, GhlOptions
 from bots.persona import DEFAULT_PERSONA, Persona
-from telephony.e164 import is_e164
+from runtime.env_reader import EnvReader, e164
 from telephony.transfer import TransferOptions
 
 BotCore = Literal["qualifier", "lead"]
@@ -37,75 +37,82 @@ class BotCoreOptions:
     transfer: TransferOptions = field(default_factory=TransferOptions)
 
 
-def read_bot_core(env: Mapping[str, str], problems: list[str]) -> BotCoreOptions:
-    """The options from ``env``; each problem is appended to ``problems`` by variable name."""
-    core = env.get("LEADLINE_BOTS", "") or "qualifier"
-    if core not in ("qualifier", "lead"):
-        problems.append(f"LEADLINE_BOTS={core!r}: 'qualifier' or 'lead'")
-        core = "qualifier"
-    agent = env.get("LEADLINE_AGENT_NUMBER", "")
-    if agent and not is_e164(agent):
-        problems.append(f"LEADLINE_AGENT_NUMBER={agent!r}: must be an E.164 number, e.g. +15125550100")
-        agent = ""
+def read_bot_core(reader: EnvReader) -> BotCoreOptions:
+    """The options from the environment; each problem is reported through ``reader``."""
     return BotCoreOptions(
-        core=core,  # type: ignore[arg-type]  # checked just above
-        persona=_persona(env, problems),
-        agent_number=agent,
-        ghl=_ghl(env, problems),
-        transfer=_transfer(env, problems),
+        core=reader.get("LEADLINE_BOTS", _core, "qualifier", "'qualifier' or 'lead'"),
+        persona=_persona(reader),
+        agent_number=reader.get("LEADLINE_AGENT_NUMBER", e164, "", "must be an E.164 number, e.g. +15125550100"),
+        ghl=_ghl(reader),
+        transfer=reader.get(
+            "LEADLINE_TRANSFER_RING_S",
+            _ring_time,
+            TransferOptions(),
+            "a whole number of seconds within 5-600 (Twilio's bounds)",
+        ),
     )
 
 
-def _persona(env: Mapping[str, str], problems: list[str]) -> Persona:
+def _core(raw: str) -> BotCore:
+    if raw == "qualifier":
+        return "qualifier"
+    if raw == "lead":
+        return "lead"
+    raise ValueError("bad choice")
+
+
+def _ring_time(raw: str) -> TransferOptions:
+    """How long a transfer rings the agent; ``TransferOptions`` itself checks Twilio's bounds."""
+    return TransferOptions(ring_timeout_s=int(raw))
+
+
+def _persona(reader: EnvReader) -> Persona:
     """``LEADLINE_PERSONA_FILE`` (JSON, see ``bots.persona``), then the two names that may be set
-    on their own (``LEADLINE_BUSINESS_NAME``, ``LEADLINE_BOT_NAME`` for the Lead bot)."""
+    on their own (``LEADLINE_BUSINESS_NAME``, ``LEADLINE_BOT_NAME`` for the Lead bot). More than a
+    single value's parse: the file is read, then checked whole with the names laid over it."""
     data: dict[str, Any] = {}
-    path = env.get("LEADLINE_PERSONA_FILE", "")
+    path = reader.get("LEADLINE_PERSONA_FILE", str, "")
     if path:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            problems.append(f"LEADLINE_PERSONA_FILE={path!r}: cannot read it as JSON ({e})")
+            reader.problem("LEADLINE_PERSONA_FILE", path, f"cannot read it as JSON ({e})")
         if not isinstance(data, dict):
-            problems.append(f"LEADLINE_PERSONA_FILE={path!r}: must hold a JSON object")
+            reader.problem("LEADLINE_PERSONA_FILE", path, "must hold a JSON object")
             data = {}
-    if env.get("LEADLINE_BUSINESS_NAME"):
-        data["business_name"] = env["LEADLINE_BUSINESS_NAME"]
-    if env.get("LEADLINE_BOT_NAME"):
+    business_name = reader.get("LEADLINE_BUSINESS_NAME", str, "")
+    if business_name:
+        data["business_name"] = business_name
+    bot_name = reader.get("LEADLINE_BOT_NAME", str, "")
+    if bot_name:
         bots = data.setdefault("bots", {})
         if isinstance(bots, dict):
-            bots.setdefault("lead", {})["name"] = env["LEADLINE_BOT_NAME"]
+            bots.setdefault("lead", {})["name"] = bot_name
     try:
         return Persona.from_dict(data)
     except (ValueError, TypeError, AttributeError) as e:
-        problems.append(f"persona: {e}")
+        if path:
+            reader.problem("LEADLINE_PERSONA_FILE", path, f"not a valid persona ({e})")
+        else:
+            reader.problem("LEADLINE_BUSINESS_NAME or LEADLINE_BOT_NAME", None, f"not a valid persona ({e})")
         return DEFAULT_PERSONA
 
 
-def _ghl(env: Mapping[str, str], problems: list[str]) -> GhlOptions | None:
-    token = env.get("GHL_API_TOKEN", "")
+def _ghl(reader: EnvReader) -> GhlOptions | None:
+    """GoHighLevel when ``GHL_API_TOKEN`` is set; it needs three more variables, so a token alone
+    is reported with the ones missing (never with the token itself, a secret)."""
+    token = reader.get("GHL_API_TOKEN", str, "")
     if not token:
         return None
     try:
         return GhlOptions(
             token=token,
-            location_id=env.get("GHL_LOCATION_ID", ""),
-            calendar_id=env.get("GHL_CALENDAR_ID", ""),
-            pipeline_id=env.get("GHL_PIPELINE_ID", ""),
-            base_url=(env.get("GHL_BASE_URL", "") or GHL_BASE_URL).rstrip("/"),
+            location_id=reader.get("GHL_LOCATION_ID", str, ""),
+            calendar_id=reader.get("GHL_CALENDAR_ID", str, ""),
+            pipeline_id=reader.get("GHL_PIPELINE_ID", str, ""),
+            base_url=reader.get("GHL_BASE_URL", str, GHL_BASE_URL).rstrip("/"),
         )
     except ValueError as e:
         needed = "GHL_LOCATION_ID, GHL_CALENDAR_ID and GHL_PIPELINE_ID"
-        problems.append(f"GHL_API_TOKEN is set, so {needed} are needed ({e})")
+        reader.problem("GHL_API_TOKEN", None, f"is set, so {needed} are needed ({e})")
         return None
-
-
-def _transfer(env: Mapping[str, str], problems: list[str]) -> TransferOptions:
-    raw = env.get("LEADLINE_TRANSFER_RING_S", "")
-    if not raw:
-        return TransferOptions()
-    try:
-        return TransferOptions(ring_timeout_s=int(raw))
-    except ValueError as e:
-        problems.append(f"LEADLINE_TRANSFER_RING_S={raw!r}: {e}")
-        return TransferOptions()

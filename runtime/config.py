@@ -1,4 +1,4 @@
-"""Configuration: the only module that reads the environment.
+"""Configuration: the settings, read from the environment through ``runtime.env_reader``.
 
 Everything is validated at start; every bad value is reported at once, each with a message that
 names the variable, so an operator fixes a deployment in one pass.
@@ -8,30 +8,32 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from runtime.bot_config import BotCoreOptions, read_bot_core
 from runtime.engines import EngineOptions
+from runtime.env_reader import ConfigError as ConfigError
+from runtime.env_reader import (
+    EnvReader,
+    base_url,
+    choice,
+    e164,
+    non_blank,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+    slug,
+)
 from runtime.storage_config import StorageOptions, read_storage
 from runtime.vendors import VendorOptions
 from telephony.e164 import is_e164
 
-T = TypeVar("T")
-
 #: The bots a call can start with (``LEADLINE_STARTING_BOT``, ``POST /api/calls``).
 BOT_NAMES = ("lead",)
-#: ITU-T E.164 as Twilio takes it: "+", a country code (never 0) and at most 15 digits in all.
-
-
-class ConfigError(ValueError):
-    """One or more configuration values are missing or invalid."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,75 +202,64 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``LEADLINE_*`` / ``TWILIO_*`` variables, validating all of them."""
-        return _EnvReader(os.environ if env is None else env).settings(overrides)
+        return _SettingsReader(os.environ if env is None else env).settings(overrides)
 
 
-class _EnvReader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str, parse: Callable[[str], T], default: T, check: str = "") -> T:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            return parse(raw)
-        except ValueError as e:
-            self.problems.append(f"{name}={raw!r}: {check or e}")
-            return default
+class _SettingsReader(EnvReader):
+    """The core settings; the bot core and storage groups are read by their own modules through
+    the same reader, so their problems join these in one ``ConfigError``."""
 
     def settings(self, overrides: Mapping[str, object]) -> Settings:
         host = self.get("LEADLINE_HOST", str, "127.0.0.1")
-        port = self.get("LEADLINE_PORT", _port, 8080, "must be a TCP port (1-65535)")
-        public_url = self.get("LEADLINE_PUBLIC_URL", _public_url, f"http://{host}:{port}")
-        token = self.env.get("TWILIO_AUTH_TOKEN", "")
+        tcp_port = self.get("LEADLINE_PORT", port, 8080, "must be a TCP port (1-65535)")
+        public_url = self.get("LEADLINE_PUBLIC_URL", _public_url, f"http://{host}:{tcp_port}")
+        token = self.get("TWILIO_AUTH_TOKEN", str, "")
         if not token and "twilio_auth_token" not in overrides:
             self.problems.append("TWILIO_AUTH_TOKEN is required: webhooks cannot be verified without it")
-        stream_secret = self.env.get("LEADLINE_STREAM_SECRET", "").encode() or secrets.token_bytes(32)
+        stream_secret = self.get("LEADLINE_STREAM_SECRET", str, "").encode() or secrets.token_bytes(32)
         persona = PersonaOptions(
-            business_name=self.env.get("LEADLINE_BUSINESS_NAME", "") or PersonaOptions.business_name,
-            bot_name=self.env.get("LEADLINE_BOT_NAME", "") or PersonaOptions.bot_name,
+            business_name=self.get("LEADLINE_BUSINESS_NAME", str, PersonaOptions.business_name),
+            bot_name=self.get("LEADLINE_BOT_NAME", str, PersonaOptions.bot_name),
         )
         values: dict[str, object] = dict(
             host=host,
-            port=port,
+            port=tcp_port,
             public_url=public_url,
             twilio_auth_token=token,
             stream_secret=stream_secret,
-            api_token=self.env.get("LEADLINE_API_TOKEN", ""),
-            tenant=self.get("LEADLINE_TENANT", _slug, "default", "letters, digits, - and _ only"),
+            api_token=self.get("LEADLINE_API_TOKEN", str, ""),
+            tenant=self.get("LEADLINE_TENANT", slug, "default", "letters, digits, - and _ only"),
             starting_bot=self.get("LEADLINE_STARTING_BOT", _bot_name, "lead", "must be 'lead'"),
-            max_calls=self.get("LEADLINE_MAX_CALLS", _positive_int, 60, "must be a positive integer"),
-            max_call_s=self.get("LEADLINE_MAX_CALL_S", _positive_float, 1800.0, "must be > 0"),
+            max_calls=self.get("LEADLINE_MAX_CALLS", positive_int, 60, "must be a positive integer"),
+            max_call_s=self.get("LEADLINE_MAX_CALL_S", positive_float, 1800.0, "must be > 0"),
             log_level=self.get("LEADLINE_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
-            llm=self.get("LEADLINE_LLM", _choice("scripted", "anthropic"), "scripted", "'scripted' or 'anthropic'"),
+            llm=self.get("LEADLINE_LLM", choice("scripted", "anthropic"), "scripted", "'scripted' or 'anthropic'"),
             engines=self.engines(),
             turn=self.group(
                 TurnOptions,
-                end_of_turn_silence_ms=("LEADLINE_END_OF_TURN_SILENCE_MS", _positive_int),
-                barge_in_min_speech_ms=("LEADLINE_BARGE_IN_MIN_SPEECH_MS", _positive_int),
-                speculate_after_ms=("LEADLINE_SPECULATE_AFTER_MS", _non_negative_int),
-                ack_after_ms=("LEADLINE_ACK_AFTER_MS", _non_negative_int),
-                filler_after_ms=("LEADLINE_FILLER_AFTER_MS", _non_negative_int),
+                end_of_turn_silence_ms=("LEADLINE_END_OF_TURN_SILENCE_MS", positive_int),
+                barge_in_min_speech_ms=("LEADLINE_BARGE_IN_MIN_SPEECH_MS", positive_int),
+                speculate_after_ms=("LEADLINE_SPECULATE_AFTER_MS", non_negative_int),
+                ack_after_ms=("LEADLINE_ACK_AFTER_MS", non_negative_int),
+                filler_after_ms=("LEADLINE_FILLER_AFTER_MS", non_negative_int),
             ),
             silence=self.group(
                 SilenceOptions,
-                prompt_after_s=("LEADLINE_SILENCE_PROMPT_S", _positive_float),
-                hangup_after_prompt_s=("LEADLINE_SILENCE_HANGUP_S", _positive_float),
+                prompt_after_s=("LEADLINE_SILENCE_PROMPT_S", positive_float),
+                hangup_after_prompt_s=("LEADLINE_SILENCE_HANGUP_S", positive_float),
             ),
-            output=self.group(OutputOptions, lead_ms=("LEADLINE_OUTPUT_LEAD_MS", _positive_int)),
+            output=self.group(OutputOptions, lead_ms=("LEADLINE_OUTPUT_LEAD_MS", positive_int)),
             persona=persona,
             dial=DialOptions(
-                caller_id=self.get("LEADLINE_CALLER_ID", _e164, "", "must be an E.164 number, e.g. +15125550100"),
+                caller_id=self.get("LEADLINE_CALLER_ID", e164, "", "must be an E.164 number, e.g. +15125550100"),
                 voicemail_text=self.get(
-                    "LEADLINE_VOICEMAIL_TEXT", _non_blank, default_voicemail_text(persona), "must not be blank"
+                    "LEADLINE_VOICEMAIL_TEXT", non_blank, default_voicemail_text(persona), "must not be blank"
                 ),
                 calling_hours=self.get("LEADLINE_CALLING_HOURS", _calling_hours, "enforce", "'enforce' or 'record'"),
             ),
+            bot_core=read_bot_core(self),
+            storage=read_storage(self),
         )
-        values["bot_core"] = read_bot_core(self.env, self.problems)
-        values["storage"] = read_storage(self.env, self.problems)
         values.update(overrides)
         if self.problems:
             raise ConfigError(self.problems)
@@ -276,25 +267,25 @@ class _EnvReader:
 
     def engines(self) -> EngineOptions:
         stt = self.get(
-            "LEADLINE_STT", _choice("whisper", "scripted", "deepgram"), "whisper", "whisper, scripted or deepgram"
+            "LEADLINE_STT", choice("whisper", "scripted", "deepgram"), "whisper", "whisper, scripted or deepgram"
         )
         tts = self.get(
-            "LEADLINE_TTS", _choice("piper", "scripted", "elevenlabs"), "piper", "piper, scripted or elevenlabs"
+            "LEADLINE_TTS", choice("piper", "scripted", "elevenlabs"), "piper", "piper, scripted or elevenlabs"
         )
         stt_fallback = self.get(
-            "LEADLINE_STT_FALLBACK", _choice("whisper", "scripted", "none"), "whisper", "whisper, scripted or none"
+            "LEADLINE_STT_FALLBACK", choice("whisper", "scripted", "none"), "whisper", "whisper, scripted or none"
         )
         tts_fallback = self.get(
-            "LEADLINE_TTS_FALLBACK", _choice("piper", "scripted", "none"), "piper", "piper, scripted or none"
+            "LEADLINE_TTS_FALLBACK", choice("piper", "scripted", "none"), "piper", "piper, scripted or none"
         )
-        threads = self.get("LEADLINE_STT_THREADS", _positive_int, 2, "must be a positive integer")
+        threads = self.get("LEADLINE_STT_THREADS", positive_int, 2, "must be a positive integer")
         vendors = self.vendors()
-        llm = self.env.get("LEADLINE_LLM", "scripted")
+        llm = self.get("LEADLINE_LLM", str, "scripted")
         for name in vendors.missing(stt, tts, llm):
             self.problems.append(f"{name} is required by the chosen vendor (LEADLINE_STT/TTS/LLM)")
         try:
             return EngineOptions(
-                stt=stt,  # type: ignore[arg-type]  # checked by _choice
+                stt=stt,  # type: ignore[arg-type]  # checked by choice
                 tts=tts,  # type: ignore[arg-type]
                 stt_fallback=stt_fallback,  # type: ignore[arg-type]
                 tts_fallback=tts_fallback,  # type: ignore[arg-type]
@@ -314,17 +305,17 @@ class _EnvReader:
             "twilio_api_base_url": ("TWILIO_API_BASE_URL", ("http", "https")),
         }
         values: dict[str, Any] = {
-            "deepgram_api_key": self.env.get("DEEPGRAM_API_KEY", ""),
-            "elevenlabs_api_key": self.env.get("ELEVENLABS_API_KEY", ""),
-            "elevenlabs_voice_id": self.env.get("ELEVENLABS_VOICE_ID", ""),
-            "anthropic_api_key": self.env.get("ANTHROPIC_API_KEY", ""),
-            "twilio_account_sid": self.env.get("TWILIO_ACCOUNT_SID", ""),
-            "deepgram_model": self.env.get("DEEPGRAM_MODEL", "") or defaults.deepgram_model,
-            "anthropic_model": self.env.get("ANTHROPIC_MODEL", "") or defaults.anthropic_model,
+            "deepgram_api_key": self.get("DEEPGRAM_API_KEY", str, ""),
+            "elevenlabs_api_key": self.get("ELEVENLABS_API_KEY", str, ""),
+            "elevenlabs_voice_id": self.get("ELEVENLABS_VOICE_ID", str, ""),
+            "anthropic_api_key": self.get("ANTHROPIC_API_KEY", str, ""),
+            "twilio_account_sid": self.get("TWILIO_ACCOUNT_SID", str, ""),
+            "deepgram_model": self.get("DEEPGRAM_MODEL", str, defaults.deepgram_model),
+            "anthropic_model": self.get("ANTHROPIC_MODEL", str, defaults.anthropic_model),
         }
         for attr, (name, schemes) in urls.items():
             values[attr] = self.get(
-                name, _base_url(schemes), getattr(defaults, attr), f"must be a {'/'.join(schemes)} URL"
+                name, base_url(schemes), getattr(defaults, attr), f"must be a {'/'.join(schemes)} URL"
             )
         timeouts = {
             "deepgram_stall_timeout_s": "LEADLINE_STT_STALL_TIMEOUT_S",
@@ -332,53 +323,10 @@ class _EnvReader:
             "elevenlabs_first_byte_timeout_s": "LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S",
         }
         seconds = {
-            attr: self.get(name, _positive_float, getattr(defaults, attr), "must be a number of seconds > 0")
+            attr: self.get(name, positive_float, getattr(defaults, attr), "must be a number of seconds > 0")
             for attr, name in timeouts.items()
         }
         return VendorOptions(**values, **seconds)
-
-    def group(self, kind: Callable[..., T], **fields: tuple[str, Callable[[str], object]]) -> T:
-        values = {}
-        for attr, (name, parse) in fields.items():
-            raw = self.env.get(name)
-            if raw:
-                try:
-                    values[attr] = parse(raw)
-                except ValueError as e:
-                    self.problems.append(f"{name}={raw!r}: {e}")
-        try:
-            return kind(**values)
-        except ConfigError as e:
-            self.problems.extend(e.problems)
-            return kind()
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value < 65536:
-        raise ValueError("out of range")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be > 0")
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be > 0")
-    return value
 
 
 def _public_url(raw: str) -> str:
@@ -388,34 +336,6 @@ def _public_url(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return raw.rstrip("/")
-
-
-def _base_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        parts = urlsplit(raw)
-        if parts.scheme not in schemes or not parts.netloc:
-            raise ValueError("bad base URL")
-        return raw.rstrip("/")
-
-    return parse
-
-
-def _e164(raw: str) -> str:
-    if not is_e164(raw):
-        raise ValueError("not E.164")
-    return raw
-
-
-def _non_blank(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("blank")
-    return raw.strip()
-
-
-def _slug(raw: str) -> str:
-    if not raw.replace("-", "").replace("_", "").isalnum():
-        raise ValueError("bad slug")
-    return raw
 
 
 def _bot_name(raw: str) -> str:
@@ -437,12 +357,3 @@ def _calling_hours(raw: str) -> Literal["enforce", "record"]:
     if raw == "record":
         return "record"
     raise ValueError("bad choice")
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw not in options:
-            raise ValueError("bad choice")
-        return raw
-
-    return parse

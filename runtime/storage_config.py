@@ -1,14 +1,14 @@
 """Where calls are kept: the store (Postgres, or SQLite embedded), the live bus (Redis, or in
-process), recordings and their retention. Read from the environment like the other settings,
-every problem reported by name."""
+process), recordings and their retention. Read from the environment through the settings'
+``EnvReader`` (``runtime.env_reader``), every problem reported by name with the rest."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.pii import Cipher, CipherError
+from runtime.env_reader import EnvReader, directory, flag, non_negative_int, prefixed
 
 #: Where the embedded store, spilled events and recordings go when nothing else is configured.
 DEFAULT_DATA_DIR = Path("leadline-data")
@@ -42,56 +42,32 @@ class StorageOptions:
         return self.data_dir / "recordings"
 
 
-def read_storage(env: Mapping[str, str], problems: list[str]) -> StorageOptions:
-    """The options from ``env``; each problem is appended to ``problems`` by variable name."""
-    database_url = env.get("DATABASE_URL") or None
-    if database_url and not database_url.startswith(("postgres://", "postgresql://", "sqlite:///")):
-        problems.append(f"DATABASE_URL={database_url!r}: must be a postgresql:// or sqlite:/// URL")
-        database_url = None
-    redis_url = env.get("REDIS_URL") or None
-    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        problems.append(f"REDIS_URL={redis_url!r}: must be a redis:// or rediss:// URL")
-        redis_url = None
+def read_storage(reader: EnvReader) -> StorageOptions:
+    """The options from the environment; each problem is reported through ``reader``."""
+    defaults = StorageOptions()
+    database_url = prefixed("postgres://", "postgresql://", "sqlite:///")
+    redis_url = prefixed("redis://", "rediss://", "unix://")
     return StorageOptions(
-        keep_calls=_flag(env, "LEADLINE_KEEP_CALLS", True, problems),
-        database_url=database_url,
-        redis_url=redis_url,
-        data_dir=Path(env.get("LEADLINE_DATA_DIR") or DEFAULT_DATA_DIR),
-        migrate_at_start=_flag(env, "LEADLINE_MIGRATE_AT_START", True, problems),
-        record_calls=_flag(env, "LEADLINE_RECORD_CALLS", True, problems),
-        recording_retention_days=_days(env, problems),
-        transcript_key=_key(env, problems),
+        keep_calls=reader.get("LEADLINE_KEEP_CALLS", flag, defaults.keep_calls, "true or false"),
+        database_url=reader.get("DATABASE_URL", database_url, None, "must be a postgresql:// or sqlite:/// URL"),
+        redis_url=reader.get("REDIS_URL", redis_url, None, "must be a redis://, rediss:// or unix:// URL"),
+        data_dir=reader.get("LEADLINE_DATA_DIR", directory, defaults.data_dir, "must be a directory, not a file"),
+        migrate_at_start=reader.get("LEADLINE_MIGRATE_AT_START", flag, defaults.migrate_at_start, "true or false"),
+        record_calls=reader.get("LEADLINE_RECORD_CALLS", flag, defaults.record_calls, "true or false"),
+        recording_retention_days=reader.get(
+            "LEADLINE_RECORDING_RETENTION_DAYS",
+            non_negative_int,
+            defaults.recording_retention_days,
+            "a whole number of days (0: keep forever)",
+        ),
+        transcript_key=reader.get("LEADLINE_TRANSCRIPT_KEY", _fernet_key, "", secret=True),
     )
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    problems.append(f"{name}={raw!r}: true or false")
-    return default
-
-
-def _days(env: Mapping[str, str], problems: list[str]) -> int:
-    raw = env.get("LEADLINE_RECORDING_RETENTION_DAYS", "")
-    if not raw:
-        return StorageOptions.recording_retention_days
-    if not raw.isdigit():
-        problems.append(f"LEADLINE_RECORDING_RETENTION_DAYS={raw!r}: a whole number of days (0: keep forever)")
-        return StorageOptions.recording_retention_days
-    return int(raw)
-
-
-def _key(env: Mapping[str, str], problems: list[str]) -> str:
-    key = env.get("LEADLINE_TRANSCRIPT_KEY", "")
-    if key:
-        try:
-            Cipher(key)
-        except CipherError as e:
-            problems.append(f"LEADLINE_TRANSCRIPT_KEY: not a Fernet key ({e})")
-            return ""
-    return key
+def _fernet_key(raw: str) -> str:
+    """The key itself, once ``Cipher`` accepts it: a bad key fails at start, not at the first call."""
+    try:
+        Cipher(raw)
+    except CipherError as e:
+        raise ValueError(f"not a Fernet key ({e})") from e
+    return raw

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from analytics.pii import Cipher
 from runtime.config import ConfigError, Settings
 
 
@@ -119,3 +123,107 @@ def test_vendor_watchdog_timeouts_come_from_env_and_reach_the_clients() -> None:
     assert settings.turn.ack_after_ms == 0
     with pytest.raises(ConfigError, match="LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S"):
         Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_TTS_FIRST_BYTE_TIMEOUT_S": "0"})
+
+
+#: Their values are left out of problems, which end up in logs.
+SECRETS = ("GHL_API_TOKEN", "LEADLINE_TRANSCRIPT_KEY")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LEADLINE_BOTS", "robot", "'qualifier' or 'lead'"),
+        ("LEADLINE_AGENT_NUMBER", "512-555-0100", "must be an E.164 number, e.g. +15125550100"),
+        ("LEADLINE_PERSONA_FILE", "/nonexistent/persona.json", "cannot read it as JSON"),
+        ("GHL_API_TOKEN", "ghl-secret", "is set, so GHL_LOCATION_ID, GHL_CALENDAR_ID and GHL_PIPELINE_ID are needed"),
+        ("LEADLINE_TRANSFER_RING_S", "2", "a whole number of seconds within 5-600 (Twilio's bounds)"),
+        ("LEADLINE_TRANSFER_RING_S", "soon", "a whole number of seconds within 5-600 (Twilio's bounds)"),
+        ("DATABASE_URL", "mysql://db/calls", "must be a postgresql:// or sqlite:/// URL"),
+        ("REDIS_URL", "http://cache", "must be a redis://, rediss:// or unix:// URL"),
+        ("LEADLINE_KEEP_CALLS", "maybe", "true or false"),
+        ("LEADLINE_MIGRATE_AT_START", "later", "true or false"),
+        ("LEADLINE_RECORD_CALLS", "2", "true or false"),
+        ("LEADLINE_RECORDING_RETENTION_DAYS", "-1", "a whole number of days (0: keep forever)"),
+        ("LEADLINE_RECORDING_RETENTION_DAYS", "a week", "a whole number of days (0: keep forever)"),
+        ("LEADLINE_TRANSCRIPT_KEY", "fernet-secret", "not a Fernet key"),
+        ("LEADLINE_DATA_DIR", __file__, "must be a directory, not a file"),
+    ],
+)
+def test_a_bad_bot_core_or_storage_value_is_reported_by_name(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "x", name: value})
+    shown = name if name in SECRETS else f"{name}={value!r}"
+    assert len(error.value.problems) == 1
+    assert error.value.problems[0].startswith(f"{shown}: {message}")
+
+
+def test_secrets_are_never_echoed_in_problems() -> None:
+    env = {"TWILIO_AUTH_TOKEN": "x", "GHL_API_TOKEN": "ghl-secret", "LEADLINE_TRANSCRIPT_KEY": "fernet-secret"}
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    assert len(error.value.problems) == 2
+    assert "ghl-secret" not in str(error.value) and "fernet-secret" not in str(error.value)
+
+
+def test_problems_of_core_settings_bot_core_and_storage_are_reported_together() -> None:
+    env = {"LEADLINE_PORT": "99999", "LEADLINE_BOTS": "robot", "DATABASE_URL": "mysql://db/calls"}
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    names = [problem.split("=")[0].split()[0] for problem in error.value.problems]
+    assert names == ["LEADLINE_PORT", "TWILIO_AUTH_TOKEN", "LEADLINE_BOTS", "DATABASE_URL"]
+
+
+def test_a_persona_file_that_is_not_a_persona_is_reported_by_name(tmp_path: Path) -> None:
+    listed = tmp_path / "listed.json"
+    listed.write_text("[]", encoding="utf-8")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"bots": {"landlord": {}}}), encoding="utf-8")
+    for path, expected in ((listed, "must hold a JSON object"), (unknown, "not a valid persona")):
+        with pytest.raises(ConfigError) as error:
+            Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_PERSONA_FILE": str(path)})
+        assert len(error.value.problems) == 1
+        assert error.value.problems[0].startswith(f"LEADLINE_PERSONA_FILE={str(path)!r}: {expected}")
+
+
+def test_bot_core_and_storage_values_reach_their_options(tmp_path: Path) -> None:
+    persona = tmp_path / "persona.json"
+    persona.write_text(json.dumps({"business_name": "Hill Country Homes"}), encoding="utf-8")
+    key = Cipher.generate_key()
+    settings = Settings.from_env(
+        {
+            "TWILIO_AUTH_TOKEN": "x",
+            "LEADLINE_BOTS": "lead",
+            "LEADLINE_AGENT_NUMBER": "+15125550100",
+            "LEADLINE_PERSONA_FILE": str(persona),
+            "LEADLINE_BOT_NAME": "Maya",
+            "GHL_API_TOKEN": "t",
+            "GHL_LOCATION_ID": "loc",
+            "GHL_CALENDAR_ID": "cal",
+            "GHL_PIPELINE_ID": "pipe",
+            "LEADLINE_TRANSFER_RING_S": "30",
+            "DATABASE_URL": "sqlite:///calls.sqlite3",
+            "REDIS_URL": "rediss://cache:6380/0",
+            "LEADLINE_KEEP_CALLS": "Off",
+            "LEADLINE_MIGRATE_AT_START": "no",
+            "LEADLINE_RECORD_CALLS": "yes",
+            "LEADLINE_RECORDING_RETENTION_DAYS": "0",
+            "LEADLINE_TRANSCRIPT_KEY": key,
+            "LEADLINE_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    core, storage = settings.bot_core, settings.storage
+    assert (core.core, core.agent_number, core.transfer.ring_timeout_s) == ("lead", "+15125550100", 30)
+    assert core.persona.business_name == "Hill Country Homes" and core.persona.bot("lead").name == "Maya"
+    assert core.ghl is not None and core.ghl.pipeline_id == "pipe"
+    assert (storage.database_url, storage.redis_url) == ("sqlite:///calls.sqlite3", "rediss://cache:6380/0")
+    assert (storage.keep_calls, storage.migrate_at_start, storage.record_calls) == (False, False, True)
+    assert storage.recording_retention_days == 0 and storage.transcript_key == key
+    assert storage.data_dir == tmp_path / "data"
+
+
+def test_a_persona_name_that_spoils_the_persona_is_reported_by_name() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "x", "LEADLINE_BUSINESS_NAME": " "})
+    assert error.value.problems == [
+        "LEADLINE_BUSINESS_NAME or LEADLINE_BOT_NAME: not a valid persona (business_name is empty)"
+    ]
