@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from runtime.audio import duration_ms
 from runtime.render_cache import RenderCache
 from runtime.speech import SpeechChunk, SpeechEngineError, TextToSpeech
 
@@ -116,6 +117,17 @@ def parse_alignment(data: Any) -> Alignment | None:
         )
     except TypeError as e:
         raise ValueError("alignment is not lists of characters and times") from e
+
+
+def said_by(alignment: Alignment | None, skipped_ms: float = 0.0) -> tuple[tuple[str, float], ...]:
+    """Each character with the ms by which it has been said, from the audio after ``skipped_ms``
+    (characters said within the skipped part are left out); empty without an alignment."""
+    if alignment is None or not len(alignment.chars) == len(alignment.start_ms) == len(alignment.duration_ms):
+        return ()
+    ends = (
+        start + length - skipped_ms for start, length in zip(alignment.start_ms, alignment.duration_ms, strict=True)
+    )
+    return tuple((char, end) for char, end in zip(alignment.chars, ends, strict=True) if end > 0)
 
 
 def parse_server_message(raw: str | bytes) -> ServerMessage:
@@ -269,7 +281,7 @@ class _Turn:
         self._done = False
         self._close_sent = False
 
-    async def next_audio(self, timeout_s: float) -> bytes | None:
+    async def next_audio(self, timeout_s: float) -> AudioMessage | None:
         """The next audio of the turn, or None at its end; a silent vendor is a stall."""
         while True:
             try:
@@ -286,7 +298,7 @@ class _Turn:
                 return None
             if event.audio:
                 await self._close_once_started()
-                return event.audio
+                return event
 
     async def end(self) -> None:
         if not self._done:
@@ -309,17 +321,19 @@ class _Progress:
         self.delivered = 0
         self._waiting_since: float | None = time.perf_counter()
 
-    def take(self, audio: bytes, received: int) -> SpeechChunk | None:
-        """The part of ``audio`` (which follows ``received`` bytes of this attempt) not yet given;
-        ``engine_ms`` is the wait for it if nothing came since the start or the retry."""
-        fresh = audio[max(0, self.delivered - received) :]
+    def take(self, message: AudioMessage, received: int) -> SpeechChunk | None:
+        """The part of the message's audio (which follows ``received`` bytes of this attempt) not
+        yet given, with its alignment; ``engine_ms`` is the wait for it if nothing came since the
+        start or the retry."""
+        skipped = max(0, self.delivered - received)
+        fresh = message.audio[skipped:]
         if not fresh:
             return None
         now = time.perf_counter()
         engine_ms = 0.0 if self._waiting_since is None else (now - self._waiting_since) * 1000
         self._waiting_since = None
         self.delivered += len(fresh)
-        return SpeechChunk(ulaw=fresh, engine_ms=engine_ms)
+        return SpeechChunk(ulaw=fresh, engine_ms=engine_ms, said_by_ms=said_by(message.alignment, duration_ms(skipped)))
 
     def retrying(self) -> None:
         if self._waiting_since is None:
@@ -388,10 +402,10 @@ class ElevenLabsTts(TextToSpeech):
                 turn = await self._start_turn(text)
                 received = 0
                 try:
-                    while (audio := await turn.next_audio(self._timeout_s)) is not None:
-                        if chunk := progress.take(audio, received):
+                    while (message := await turn.next_audio(self._timeout_s)) is not None:
+                        if chunk := progress.take(message, received):
                             yield chunk
-                        received += len(audio)
+                        received += len(message.audio)
                     return
                 finally:
                     await turn.end()

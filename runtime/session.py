@@ -48,7 +48,7 @@ from runtime.events import (
 )
 from runtime.outbound import OutboundAudio, Send
 from runtime.sentences import SentenceSplitter
-from runtime.speech import TextToSpeech, Transcript
+from runtime.speech import SpeechTiming, TextToSpeech, Transcript
 from runtime.turn import (
     SpeechPaused,
     SpeechResumed,
@@ -78,6 +78,7 @@ class _Sentence:
     heard: bool = False
     #: the sentence's audio, kept so an interrupted reply can be resumed without re-synthesis
     audio: list[bytes] = field(default_factory=list)
+    timing: SpeechTiming = field(default_factory=SpeechTiming)
 
 
 @dataclass(frozen=True)
@@ -489,8 +490,7 @@ class CallSession:
                 continue
             if playing_since is not None:
                 partial = min(sentence.audio_ms, max(0.0, (now - playing_since) * 1000 - heard_ms))
-                words = sentence.text.split()
-                heard_words.extend(words[: round(len(words) * partial / max(sentence.audio_ms, 1.0))])
+                heard_words.extend(sentence.timing.heard_words(sentence.text, partial))
                 heard_ms += partial
             break
         return " ".join(heard_words), heard_ms, sum(s.audio_ms for s in reply.sentences)
@@ -752,7 +752,7 @@ class CallSession:
                             at=self._rel(self._clock.now()), turn=reply.turn, stage="tts", reason=chunk.degraded
                         )
                     )
-            self._append_audio(sentence, chunk.ulaw)
+            self._append_audio(sentence, chunk.ulaw, chunk.said_by_ms)
         if sentence is not None:
             self.outbound.enqueue_mark(sentence.mark)
 
@@ -763,8 +763,9 @@ class CallSession:
         self._by_mark[sentence.mark] = (reply, sentence)
         return sentence
 
-    def _append_audio(self, sentence: _Sentence, ulaw: bytes) -> None:
+    def _append_audio(self, sentence: _Sentence, ulaw: bytes, said_by_ms: tuple[tuple[str, float], ...] = ()) -> None:
         sentence.audio.append(ulaw)
+        sentence.timing.add(duration_ms(len(ulaw)), said_by_ms)
         sentence.audio_ms += duration_ms(len(ulaw))
         self.outbound.enqueue_audio(sentence.mark, ulaw)
 

@@ -9,7 +9,7 @@ never a vendor SDK or a model.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from runtime.audio import Pcm
@@ -136,6 +136,10 @@ class SpeechChunk:
     engine_ms: float
     #: why the primary engine was not used for this chunk (a fallback served it), if so
     degraded: str = ""
+    #: the characters this audio speaks, each with the ms (from the chunk's start) at which it
+    #: has been said; empty when the engine does not tell (then what a caller heard of a cut
+    #: sentence is estimated from the time it played)
+    said_by_ms: tuple[tuple[str, float], ...] = ()
 
 
 class TextToSpeech(ABC):
@@ -152,3 +156,32 @@ class TextToSpeech(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Stop the engine's tasks and threads (at server shutdown)."""
+
+
+class SpeechTiming:
+    """When each character of one sentence was said, over the chunks of its audio, so that a
+    barge-in knows which words the caller heard. Timing counts only while every chunk had it."""
+
+    def __init__(self) -> None:
+        self.audio_ms = 0.0
+        self.said_by_ms: list[tuple[str, float]] = []
+        self.complete = True
+
+    def add(self, chunk_ms: float, said_by_ms: Sequence[tuple[str, float]]) -> None:
+        """The next chunk: its length and its characters' times from its own start."""
+        self.complete = self.complete and bool(said_by_ms)
+        self.said_by_ms.extend((char, self.audio_ms + by_ms) for char, by_ms in said_by_ms)
+        self.audio_ms += chunk_ms
+
+    def heard_words(self, text: str, played_ms: float) -> list[str]:
+        """The words of ``text`` heard in the first ``played_ms``: the whole words said by then
+        when the engine timed every character, else the share of the words that the share of
+        the audio played (speech is not that even, so it is only an estimate)."""
+        timed = self.said_by_ms if self.complete else []
+        if not timed:
+            words = text.split()
+            return words[: round(len(words) * played_ms / max(self.audio_ms, 1.0))]
+        said = "".join(char for char, by_ms in timed if by_ms <= played_ms)
+        heard = said.split()
+        cut_inside_a_word = len(said) < len(timed) and not timed[len(said)][0].isspace()
+        return heard[:-1] if cut_inside_a_word and not said[-1:].isspace() else heard

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -24,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from emulators.control import EmulatorControl, Fault, LatencyProfile
 from emulators.elevenlabs import alignment, build_app, split_complete_sentences
-from runtime.audio import SAMPLE_RATE, ulaw_to_pcm
+from runtime.audio import SAMPLE_RATE, duration_ms, ulaw_to_pcm
 from runtime.elevenlabs_tts import (
     Alignment,
     AudioMessage,
@@ -32,6 +33,7 @@ from runtime.elevenlabs_tts import (
     ErrorMessage,
     FinalMessage,
     parse_server_message,
+    said_by,
 )
 from runtime.speech import SpeechChunk, SpeechEngineError, TextToSpeech
 from runtime.tts import PiperTts, ScriptedTts
@@ -298,6 +300,31 @@ async def test_a_dropped_connection_resumes_without_repeating_audio(emulator: Em
     assert joined(chunks) == await expected_audio(GREETING)
     assert chunks[1].engine_ms > 0  # the first chunk came before the drop, the second after a wait
     assert emulator.control.stats["connections"] == 2
+    assert_said_once_in_order(chunks, GREETING)
+
+
+def assert_said_once_in_order(chunks: list[SpeechChunk], text: str) -> None:
+    """Each character of ``text`` comes with the chunk it starts in, once and in order, said by a
+    time that only grows over the whole audio (a character may end in the next chunk's audio)."""
+    said = "".join(char for chunk in chunks for char, _ in chunk.said_by_ms)
+    assert said.strip() == text
+    offsets = itertools.accumulate((duration_ms(len(chunk.ulaw)) for chunk in chunks), initial=0.0)
+    times = [offset + by_ms for chunk, offset in zip(chunks, offsets, strict=False) for _, by_ms in chunk.said_by_ms]
+    assert times == sorted(times) and times[0] > 0
+    assert times[-1] <= duration_ms(len(joined(chunks))) + 1
+
+
+async def test_each_chunk_says_when_its_characters_are_said(emulator: Emulator, make_tts: MakeTts) -> None:
+    chunks = await spoken(make_tts(), GREETING)
+    assert_said_once_in_order(chunks, GREETING)
+
+
+def test_alignment_after_audio_already_given_is_shifted_and_cut() -> None:
+    """After a retry the audio already given is skipped, and so are the characters said in it."""
+    alignment = Alignment(chars=("H", "i", " ", "y", "o"), start_ms=(0, 40, 80, 120, 160), duration_ms=(40,) * 5)
+    assert said_by(alignment) == (("H", 40), ("i", 80), (" ", 120), ("y", 160), ("o", 200))
+    assert said_by(alignment, skipped_ms=100) == ((" ", 20), ("y", 60), ("o", 100))
+    assert said_by(None) == () and said_by(Alignment(chars=("H",), start_ms=(), duration_ms=())) == ()
 
 
 async def test_a_rate_limited_handshake_is_retried(emulator: Emulator, make_tts: MakeTts) -> None:
