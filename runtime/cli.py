@@ -141,10 +141,16 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from analytics.migrate import MigrationError, migrate
-    from analytics.store import DEFAULT_DATA_DIR, embedded_url
+    from analytics.store import embedded_url
+    from runtime.env_reader import EnvReader
+    from runtime.storage_config import read_storage
 
-    data_dir = Path(os.environ.get("LEADLINE_DATA_DIR") or DEFAULT_DATA_DIR)
-    url = args.database_url or os.environ.get("DATABASE_URL") or embedded_url(data_dir)
+    reader = EnvReader(os.environ)
+    storage = read_storage(reader)  # the server's own reading of DATABASE_URL and LEADLINE_DATA_DIR
+    if reader.problems and not args.database_url:
+        print(f"leadline: {ConfigError(reader.problems)}", file=sys.stderr)
+        return 2
+    url = args.database_url or storage.database_url or embedded_url(storage.data_dir)
     logs.configure("WARNING")
     try:
         applied = run_async(migrate(url))

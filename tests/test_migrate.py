@@ -99,3 +99,18 @@ def test_cli_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert capsys.readouterr().out == "schema up to date\n"
     assert main(["migrate", "--database-url", "postgresql://root@127.0.0.1:1/test"]) == 1
     assert "migration failed" in capsys.readouterr().err
+
+
+def test_cli_migrate_reads_the_servers_storage_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``--database-url`` it migrates what the server would use, and refuses what the
+    server would refuse."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("LEADLINE_DATA_DIR", str(tmp_path / "data"))
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out == "applied 0001_calls\n"
+    assert (tmp_path / "data" / "leadline.sqlite3").exists()
+    monkeypatch.setenv("DATABASE_URL", "mysql://db/leads")
+    assert main(["migrate"]) == 2
+    assert "DATABASE_URL='mysql://db/leads'" in capsys.readouterr().err
