@@ -14,21 +14,18 @@ import logging
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
 
 from bots.base import Bot, BotFactory, CallContext
 from bots.calendar import Calendar, Contact
 from bots.flows import FlowState, build_flows, new_flows
-from bots.handoff import HandoffRecord
+from bots.handoff import HandoffRecord, HandoffRules
 from bots.persona import ROLES, BotRole, Persona
 from bots.scoring import Score, score_lead
-from bots.session_state import STATE_VERSION, BotSessionStore, resumable
+from bots.session_state import DEFAULT_RESUME_WINDOW, STATE_VERSION, BotSessionStore, resumable
 from bots.understanding import first_name
-from runtime.clock import Clock
-
-if TYPE_CHECKING:
-    from bots.qualifier import QualifierOptions
+from runtime.clock import Clock, MonotonicClock
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +35,17 @@ BOOKING_TITLES: dict[BookingKind, str] = {
     "listing_consultation": "Listing consultation",
     "callback": "Callback",
 }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QualifierOptions:
+    """How either brain runs its calls."""
+
+    rules: HandoffRules = field(default_factory=HandoffRules)
+    resume_window: timedelta = DEFAULT_RESUME_WINDOW
+    #: a person can be reached now (warm transfers are configured); if not, a caller who wants
+    #: one, or a hot lead, is offered a callback instead of a transfer that cannot happen
+    transfers: bool = True
 
 
 def lead_phone(context: CallContext) -> str:
@@ -265,16 +273,16 @@ class ConversationBotFactory(BotFactory, Generic[Brain]):
         persona: Persona,
         calendar: Calendar,
         now: Callable[[], datetime],
-        store: BotSessionStore | None,
-        clock: Clock,
-        options: QualifierOptions,
+        store: BotSessionStore | None = None,
+        clock: Clock | None = None,
+        options: QualifierOptions | None = None,
     ) -> None:
         self.persona = persona
         self.calendar = calendar
         self.now = now
         self.store = store
-        self.clock = clock
-        self.options = options
+        self.clock = clock or MonotonicClock()
+        self.options = options or QualifierOptions()
 
     @abstractmethod
     def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> Brain:

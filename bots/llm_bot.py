@@ -38,7 +38,13 @@ from bots.base import (
 )
 from bots.booking import cancel_replaced
 from bots.calendar import Calendar, CalendarError, Slot, timezone_for_phone
-from bots.conversation_state import ConversationBot, ConversationBotFactory, ConversationState, lead_phone
+from bots.conversation_state import (
+    ConversationBot,
+    ConversationBotFactory,
+    ConversationState,
+    QualifierOptions,
+    lead_phone,
+)
 from bots.flows import FlowState, Question
 from bots.handoff import HandoffRecord
 from bots.llm_tools import (
@@ -55,9 +61,9 @@ from bots.llm_tools import (
     tools_for,
 )
 from bots.persona import ROLES, BotRole, Persona
-from bots.qualifier import QualifierOptions, booked_for, wants_person
+from bots.qualifier import booked_for, wants_person
 from bots.session_state import BotSessionStore
-from runtime.clock import Clock, MonotonicClock
+from runtime.clock import Clock
 from runtime.llm import (
     ChatMessage,
     ContentBlock,
@@ -629,14 +635,7 @@ class LlmBotFactory(ConversationBotFactory[LlmBot]):
         options: QualifierOptions | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
     ) -> None:
-        super().__init__(
-            persona=persona,
-            calendar=calendar,
-            now=now,
-            store=store,
-            clock=clock or MonotonicClock(),
-            options=options or QualifierOptions(),
-        )
+        super().__init__(persona=persona, calendar=calendar, now=now, store=store, clock=clock, options=options)
         self.model = model
         self.max_rounds = max_rounds
 

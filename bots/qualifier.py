@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -46,15 +46,16 @@ from bots.conversation_state import (
     ConversationBot,
     ConversationBotFactory,
     ConversationState,
+    QualifierOptions,
     lead_phone,
 )
 from bots.flows import FlowState
-from bots.handoff import HandoffRules, attempt, wanted_route
+from bots.handoff import attempt, wanted_route
 from bots.persona import ROLES, BotRole, Persona
-from bots.session_state import DEFAULT_RESUME_WINDOW, BotSessionStore
+from bots.session_state import BotSessionStore
 from bots.slots import Answer
 from bots.understanding import parse_yes_no
-from runtime.clock import Clock, MonotonicClock
+from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +93,6 @@ _BOOKING_INTROS: dict[BookingKind, str] = {
 def wants_person(text: str) -> bool:
     """Whether the caller asks for a human ("can I talk to a real person", "agent please")."""
     return _WANTS_PERSON.search(text) is not None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QualifierOptions:
-    rules: HandoffRules = field(default_factory=HandoffRules)
-    resume_window: timedelta = DEFAULT_RESUME_WINDOW
-    #: a person can be reached now (warm transfers are configured); if not, a caller who wants
-    #: one, or a hot lead, is offered a callback instead of a transfer that cannot happen
-    transfers: bool = True
 
 
 @dataclass(kw_only=True)
@@ -485,25 +477,6 @@ def _appointment_record(step: BookingStep, kind: str | None, tz: str) -> dict[st
 
 class QualifyingBotFactory(ConversationBotFactory[QualifyingBot]):
     """Builds the scripted bot core for each call, resuming a caller's saved session."""
-
-    def __init__(
-        self,
-        *,
-        persona: Persona,
-        calendar: Calendar,
-        store: BotSessionStore | None = None,
-        now: Callable[[], datetime],
-        clock: Clock | None = None,
-        options: QualifierOptions | None = None,
-    ) -> None:
-        super().__init__(
-            persona=persona,
-            calendar=calendar,
-            now=now,
-            store=store,
-            clock=clock or MonotonicClock(),
-            options=options or QualifierOptions(),
-        )
 
     def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> QualifyingBot:
         return QualifyingBot(

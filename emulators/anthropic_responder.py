@@ -26,9 +26,10 @@ from zoneinfo import ZoneInfo
 
 from bots.base import BotAction, CallContext, EndCall, HandedOff, Say, TransferOutcome, TransferToHuman
 from bots.calendar import Appointment, Calendar, CalendarError, Contact, Slot, SlotTaken
+from bots.conversation_state import QualifierOptions
 from bots.llm_bot import CALL_EVENT, CALL_FACTS, TRANSFER_NOTE
 from bots.persona import DEFAULT_PERSONA, ROLES, BotRole, Persona
-from bots.qualifier import QualifierOptions, QualifyingBot
+from bots.qualifier import QualifyingBot
 from emulators.anthropic import MessagesRequest, ReplyBlock, ScriptedBrainResponder, TextReply, ToolUseReply
 from runtime.clock import MonotonicClock
 

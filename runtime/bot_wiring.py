@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from bots.base import BotFactory
 from bots.business_hours import BusinessHours
 from bots.calendar import Calendar
+from bots.conversation_state import QualifierOptions
 from bots.fallback import FallbackBotFactory
 from bots.ghl import GhlCalendar
 from bots.lead import LeadBotFactory
 from bots.llm_bot import LlmBotFactory
 from bots.local_calendar import LocalCalendar
-from bots.qualifier import QualifierOptions, QualifyingBotFactory
+from bots.qualifier import QualifyingBotFactory
 from bots.session_state import BotSessionStore, MemoryBotSessionStore
 from runtime.anthropic_llm import AnthropicLlm
 from runtime.config import Settings

@@ -12,9 +12,10 @@ import pytest
 from bots.base import CallContext, EndCall, Say, TransferToHuman
 from bots.business_hours import BusinessHours
 from bots.calendar import Appointment, CalendarError
+from bots.conversation_state import QualifierOptions
 from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA
-from bots.qualifier import QualifierOptions, QualifyingBot, QualifyingBotFactory
+from bots.qualifier import QualifyingBot, QualifyingBotFactory
 from bots.session_state import STATE_VERSION, MemoryBotSessionStore, resumable
 
 START = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)

@@ -15,10 +15,11 @@ import pytest
 from bots.base import BotAction, CallContext, EndCall, HandedOff, Say, TransferToHuman
 from bots.business_hours import BusinessHours
 from bots.calendar import Slot
+from bots.conversation_state import QualifierOptions
 from bots.flows import FlowState
 from bots.local_calendar import LocalCalendar
 from bots.persona import DEFAULT_PERSONA, BotRole, Persona
-from bots.qualifier import QualifierOptions, QualifyingBot, QualifyingBotFactory, wants_person
+from bots.qualifier import QualifyingBot, QualifyingBotFactory, wants_person
 from runtime.clock import Clock
 from runtime.compliance import discloses_ai
 
