@@ -15,7 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from bots.base import Bot, BotFactory, CallContext
 from bots.calendar import Calendar, Contact
@@ -79,6 +79,8 @@ State = TypeVar("State", bound=ConversationState)
 class ConversationBot(Bot, Generic[State]):
     """The part of a brain computed from the conversation state, the same for both brains."""
 
+    #: which brain it is, in snapshots (a call's record says which one held it)
+    brain: ClassVar[str]
     _c: State
 
     def __init__(
@@ -136,6 +138,7 @@ class ConversationBot(Bot, Generic[State]):
     def snapshot(self) -> dict[str, Any]:
         c = self._c
         return {
+            "brain": self.brain,
             "bot": c.role,
             "stage": c.stage,
             "resumed": self._resumed,

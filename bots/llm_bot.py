@@ -206,6 +206,8 @@ _ToolHandler = Callable[[Mapping[str, Any]], Awaitable[_ToolOutcome]]
 class LlmBot(ConversationBot[_Conversation]):
     """One caller's conversation with Claude as the Lead, Buyer and Seller bots."""
 
+    brain = "llm"
+
     def __init__(
         self,
         model: LanguageModel,
@@ -331,7 +333,7 @@ class LlmBot(ConversationBot[_Conversation]):
 
     def snapshot(self) -> dict[str, Any]:
         """The shape of ``QualifyingBot.snapshot()``, plus the model's turns and token usage."""
-        return {**super().snapshot(), "brain": "llm", "turns": self._c.turns, "usage": dict(self._usage)}
+        return {**super().snapshot(), "turns": self._c.turns, "usage": dict(self._usage)}
 
     # --- one turn with the model ---
 

@@ -113,6 +113,8 @@ class _Conversation(ConversationState):
 class QualifyingBot(ConversationBot[_Conversation]):
     """One caller's conversation with the scripted Lead, Buyer and Seller bots."""
 
+    brain = "scripted"
+
     def __init__(
         self,
         *,
