@@ -395,7 +395,13 @@ async def dial_lead(office: Office, http: aiohttp.ClientSession) -> str:
 
 
 async def transfer_office(
-    start_server: StartServer, scripted_engines: Engines, emulator: Emulator, lines: Sequence[str], data_dir: Path
+    start_server: StartServer,
+    scripted_engines: Engines,
+    emulator: Emulator,
+    lines: Sequence[str],
+    data_dir: Path,
+    brain: Brain = "scripted",
+    claude: AnthropicEmulator | None = None,
 ) -> Office:
     """An office whose bots transfer to ``AGENT`` over Twilio (the emulator) and dial out, and
     which keeps its calls (embedded store, recordings) under ``data_dir``."""
@@ -403,6 +409,8 @@ async def transfer_office(
         start_server,
         scripted_engines,
         lines,
+        brain=brain,
+        claude=claude,
         storage=StorageOptions(data_dir=data_dir),
         **dialling(emulator, bot_core=BotCoreOptions(agent_number=AGENT, transfer=FAST)),
     )
@@ -426,23 +434,29 @@ def lead_says(*lines: str, then_listen_ms: int = 30_000) -> CallerScript:
     return CallerScript("lead", (*(CallerLine(line, pause_ms=300) for line in lines), Hangup(then_listen_ms)))
 
 
+@pytest.mark.parametrize("brain", BRAINS)
 async def test_a_caller_asking_for_a_person_is_transferred_and_the_bot_leaves(
     start_server: StartServer,
     scripted_engines: Engines,
     start_emulator: StartEmulator,
     http: aiohttp.ClientSession,
     tmp_path: Path,
+    claude: AnthropicEmulator,
+    brain: Brain,
 ) -> None:
     emulator = await start_emulator(callee(script=lead_says(*ASKS_FOR_A_PERSON), max_duration_s=60.0))
     emulator.state.callees[AGENT] = callee(ring_s=0.3, amd_duration_ms=100, max_duration_s=60.0)
     emulator.state.rooms.say_words_per_s = 40.0  # the briefing takes a moment, not ~6 s
-    office = await transfer_office(start_server, scripted_engines, emulator, ASKS_FOR_A_PERSON, tmp_path)
+    office = await transfer_office(
+        start_server, scripted_engines, emulator, ASKS_FOR_A_PERSON, tmp_path, brain=brain, claude=claude
+    )
     call_sid = await dial_lead(office, http)
 
     report = office.server.state.reports.get(call_sid)
     await eventually(lambda: report is not None and transfer_phases(report)[-1:] == ["ended:joined"], "the join")
     assert report is not None
     assert transfer_phases(report) == ["requested", "started", "ended:joined"]
+    assert report.bot_state["brain"] == brain
     (room,) = emulator.state.rooms.conferences.values()
     (agent_leg,) = [sid for sid, call in emulator.state.calls.items() if call.request.to == AGENT]
     briefing = room.participants[agent_leg].announcements
@@ -456,12 +470,15 @@ async def test_a_caller_asking_for_a_person_is_transferred_and_the_bot_leaves(
     assert office.server.state.recordings_on_hold == {}
 
 
+@pytest.mark.parametrize("brain", BRAINS)
 async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callback(
     start_server: StartServer,
     scripted_engines: Engines,
     start_emulator: StartEmulator,
     http: aiohttp.ClientSession,
     tmp_path: Path,
+    claude: AnthropicEmulator,
+    brain: Brain,
 ) -> None:
     back = CallerScript(
         "back", (CallerLine("the first one works", pause_ms=300), CallerLine("yes, please book it", pause_ms=300))
@@ -471,7 +488,9 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callba
     )
     emulator.state.callees[AGENT] = callee(outcome="busy", ring_s=0.3, max_duration_s=60.0)
     lines = (*ASKS_FOR_A_PERSON, "the first one works", "yes, please book it")
-    office = await transfer_office(start_server, scripted_engines, emulator, lines, tmp_path)
+    office = await transfer_office(
+        start_server, scripted_engines, emulator, lines, tmp_path, brain=brain, claude=claude
+    )
     call_sid = await dial_lead(office, http)
 
     async with asyncio.timeout(60):
@@ -482,7 +501,7 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callba
     assert [s["end_reason"] for s in call.streams] == ["ended_by_twilio", "server_hung_up"]
     [appointment] = office.calendar.appointments
     assert appointment.title.startswith("Callback") and appointment.contact.phone == LEAD
-    assert report.bot_state["appointment"]["kind"] == "callback"
+    assert report.bot_state["appointment"]["kind"] == "callback" and report.bot_state["brain"] == brain
     # One recording for the whole call: both streams, the caller's time on hold between them.
     kept, recording = await kept_call(tmp_path, call_sid)
     assert kept.outcome == "booked" and kept.duration_s is not None
