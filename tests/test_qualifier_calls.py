@@ -361,12 +361,19 @@ async def test_vague_answers_are_asked_once_more_then_left_unknown(
     assert report.end_reason == "follow-up"
 
 
+@pytest.mark.parametrize("brain", BRAINS)
 async def test_a_slot_taken_meanwhile_is_replaced_by_the_next_ones(
-    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+    start_server: StartServer,
+    scripted_engines: Engines,
+    http: aiohttp.ClientSession,
+    claude: AnthropicEmulator,
+    brain: Brain,
 ) -> None:
     lines = (*BUYER[:-1], "yes, please book it", "the first one works", "yes, please book it")
-    office = await open_office(start_server, scripted_engines, lines, calendar=RacedCalendar(BusinessHours()))
+    calendar = RacedCalendar(BusinessHours())
+    office = await open_office(start_server, scripted_engines, lines, calendar=calendar, brain=brain, claude=claude)
     report = await call_in(office, lines, http)
+    assert report.bot_state["brain"] == brain
 
     rival, booked = office.calendar.appointments
     assert rival.contact.name == "Someone Else" and booked.contact.phone == CALLER
