@@ -164,7 +164,7 @@ def _outside_calling_hours(state: ServerState, to: str) -> web.Response | None:
         return None
     opens = next_calling_window(to, now, default_tz=default_tz)
     window = "-".join(f"{t:%H:%M}" for t in CALLING_HOURS)
-    log.info("outside calling hours, not dialling", extra={"to": to, "local_time": local})
+    log.info("outside calling hours, not dialling", extra={"local_time": local})
     body = {
         "error": f"outside calling hours: it is {local} where {to} is; calls are allowed {window} there",
         "lead_local_time": local,
