@@ -150,6 +150,11 @@ class BotFactory(ABC):
         keep them (it may read a store, hence async); a fresh bot otherwise."""
         return self.create(context)
 
+    async def opted_out(self, tenant: str, phone: str) -> bool:
+        """Whether the lead at ``phone`` asked this tenant not to be called again (by factories
+        that keep conversations); the dialler refuses to call them."""
+        return False
+
     @abstractmethod
     def fixed_phrases(self) -> list[str]:
         """Phrases every call starts with (greetings), worth rendering to audio ahead of time."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from bots.base import Bot, BotFactory, CallContext
+from bots.base import Bot, BotAction, BotFactory, CallContext, EndCall, Say
 from bots.calendar import Calendar, Contact
 from bots.flows import FlowState, build_flows, new_flows
 from bots.handoff import HandoffRecord, HandoffRules
@@ -69,8 +69,10 @@ class ConversationState:
     interruptions: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     last_activity: datetime | None = None
-    #: appointments replaced by new ones, for the team to cancel (the calendar has no cancel)
+    #: appointments replaced by new ones that the calendar could not cancel, for the team
     cancel_pending: list[dict[str, Any]] = field(default_factory=list)
+    #: the lead asked not to be called again (kept with the session; the dialler checks it)
+    opted_out: bool = False
 
 
 State = TypeVar("State", bound=ConversationState)
@@ -233,6 +235,7 @@ class ConversationBot(Bot, Generic[State]):
             "stage": c.stage,
             "booking": self._booking_report(),
             "cancel_pending": copy.deepcopy(c.cancel_pending),
+            "opted_out": c.opted_out,
         }
 
     async def persist(self) -> None:
@@ -261,6 +264,19 @@ class ConversationBot(Bot, Generic[State]):
         c.handoffs = [HandoffRecord.from_dict(record) for record in saved.get("handoffs", [])]
         c.appointment, c.next_step = saved.get("appointment"), saved.get("next_step")
         c.cancel_pending = list(saved.get("cancel_pending", []))
+        c.opted_out = bool(saved.get("opted_out", False))
+
+    def keep_opt_out(self) -> None:
+        """The lead opted out on an earlier call that is not resumed: this session keeps it."""
+        self._c.opted_out = True
+
+    def _opt_out(self) -> list[BotAction]:
+        """The caller asked not to be called again: agree, note it for the dialler, hang up."""
+        c = self._c
+        c.opted_out, c.stage, c.next_step = True, "done", "do_not_call"
+        log.info("lead opted out of calls", extra={"tenant": self.context.tenant})
+        bye = "Understood. I've taken this number off our call list, and we won't call you again. Goodbye!"
+        return [Say(text=bye, voice=self.voice), EndCall("opted out")]
 
 
 Brain = TypeVar("Brain", bound=ConversationBot[Any])
@@ -291,11 +307,21 @@ class ConversationBotFactory(BotFactory, Generic[Brain]):
     def create(self, context: CallContext, saved: dict[str, Any] | None = None) -> Brain:
         """A bot for this call; with ``saved`` (a session state), continuing that session."""
 
+    async def opted_out(self, tenant: str, phone: str) -> bool:
+        if self.store is None:
+            return False
+        saved = await self.store.load(tenant, phone)
+        return bool(saved and saved.get("opted_out"))
+
     async def create_for_caller(self, context: CallContext) -> Brain:
         """A bot for this call that continues the caller's last session if it is recent enough
-        (same tenant and phone, within the resume window)."""
+        (same tenant and phone, within the resume window). An opt-out outlives the window: the
+        new session, saved over the old one, keeps it."""
         saved = await self.store.load(context.tenant, lead_phone(context)) if self.store else None
-        return self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
+        bot = self.create(context, saved if resumable(saved, self.now(), self.options.resume_window) else None)
+        if saved and saved.get("opted_out"):
+            bot.keep_opt_out()
+        return bot
 
     def fixed_phrases(self) -> list[str]:
         return self.persona.greetings("lead")

@@ -207,6 +207,9 @@ class FallbackBotFactory(BotFactory):
             return None
         return partial(self.fallback.take_over, context)
 
+    async def opted_out(self, tenant: str, phone: str) -> bool:
+        return await self.primary.opted_out(tenant, phone) or await self.fallback.opted_out(tenant, phone)
+
     def voices(self) -> list[str | None]:
         return list(dict.fromkeys([*self.primary.voices(), *self.fallback.voices()]))
 

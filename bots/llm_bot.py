@@ -63,6 +63,7 @@ from bots.llm_tools import (
 from bots.persona import ROLES, BotRole, Persona
 from bots.qualifier import booked_for, wants_person
 from bots.session_state import BotSessionStore
+from bots.understanding import wants_no_more_calls
 from runtime.clock import Clock
 from runtime.llm import (
     ChatMessage,
@@ -282,6 +283,10 @@ class LlmBot(ConversationBot[_Conversation]):
         """A generator, so a barge-in can ``aclose`` it: the model stream is closed at once and
         what was generated so far stays in the history for ``interrupted`` to trim."""
         self._c.last_activity = self._now()
+        if wants_no_more_calls(caller_text):  # the law's answer, not the model's
+            for action in self._opt_out():
+                yield action
+            return
         self._c.turns += 1
         self._c.last_caller_text = caller_text
         self._note_question()

@@ -54,7 +54,7 @@ from bots.handoff import attempt, wanted_route
 from bots.persona import ROLES, BotRole, Persona
 from bots.session_state import BotSessionStore
 from bots.slots import Answer
-from bots.understanding import parse_yes_no
+from bots.understanding import parse_yes_no, wants_no_more_calls
 from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,10 @@ class QualifyingBot(ConversationBot[_Conversation]):
 
     async def respond(self, caller_text: str) -> AsyncIterator[BotAction]:
         self._c.last_activity = self._now()
+        if wants_no_more_calls(caller_text):
+            for action in self._opt_out():
+                yield action
+            return
         handlers = {
             "qualifying": self._qualify,
             "confirm_transfer": self._confirm_transfer,

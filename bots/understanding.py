@@ -145,6 +145,22 @@ def parse_name(text: str, *, asked: bool = False) -> str | None:
     return name if name and len(name.split()) == len(words) else None
 
 
+_NO_MORE_CALLS = re.compile(
+    r"\bstop (?:calling|contacting|texting)\b"
+    r"|\b(?:do not|don't|never) (?:call|contact) (?:me|us|this number)(?: ever)? (?:again|anymore|any more)\b"
+    r"|\b(?:take|remove|delete) (?:me|us|my number|this number) (?:off|from) (?:your|the|this) "
+    r"(?:call(?:ing)? |contact |phone |mailing )?list\b"
+    r"|\bdo[- ]not[- ]call list\b|\bunsubscribe\b",
+    re.IGNORECASE,
+)
+
+
+def wants_no_more_calls(text: str) -> bool:
+    """The caller revokes consent to be called ("stop calling me", "take me off your list"):
+    TCPA has us honour it, so it is recognised by rule, never left to a model's judgement."""
+    return _NO_MORE_CALLS.search(text) is not None
+
+
 _HONORIFIC = re.compile(r"(?:mr|mrs|ms|miss|dr)\.?", re.IGNORECASE)
 
 

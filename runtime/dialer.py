@@ -190,6 +190,8 @@ async def dial(request: web.Request) -> web.Response:
     refusal = _refusal(request) or _outside_calling_hours(state, order.to)
     if refusal is not None:
         return refusal
+    if await state.bots.opted_out(state.settings.tenant, order.to):
+        return _error(409, f"{order.to} asked not to be called again (on the tenant's do-not-call list)")
     dials = request.app[DIALS]
     dials.placing += 1  # holds the slot while Twilio answers
     try:

@@ -294,3 +294,26 @@ async def test_on_an_outbound_call_the_session_is_the_dialled_lead_s() -> None:
     assert await store.load("t1", "+15125550000") is None
     again = await factory(store, clock).create_for_caller(context())
     assert again.greeting().startswith("Hi Sarah, welcome back")
+
+
+async def test_a_lead_who_asks_not_to_be_called_again_is_kept_off_the_call_list() -> None:
+    store, clock = MemoryBotSessionStore(), Clock()
+    bots = factory(store, clock)
+    bot = bots.create(context())
+    await talk(bot, "Hi, I'm Sarah Jones")
+    actions = [a async for a in bot.respond("actually, please stop calling me")]
+    await bot.persist()
+
+    said = "".join(a.text for a in actions if isinstance(a, Say))
+    assert said == "Understood. I've taken this number off our call list, and we won't call you again. Goodbye!"
+    assert actions[-1] == EndCall("opted out") and bot.done
+    assert await bots.opted_out("t1", CALLER) and not await bots.opted_out("t2", CALLER)
+    assert not await bots.opted_out("t1", "+15125550999")
+
+    # Weeks later, past the resume window, the lead rings us: a new session, the opt-out kept.
+    clock.at = START + timedelta(days=30)
+    later = await bots.create_for_caller(context())
+    assert not later.snapshot()["resumed"]
+    await talk(later, "Hi, it's Sarah Jones again")
+    await later.persist()
+    assert await bots.opted_out("t1", CALLER)

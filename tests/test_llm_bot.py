@@ -317,3 +317,12 @@ async def test_a_caller_who_booked_is_greeted_with_it_and_a_new_booking_cancels_
     assert isinstance(tool_result, ToolResultBlock)
     result = json.loads(str(tool_result.content))
     assert result["replaced"] == {"appointment": {**result["replaced"]["appointment"], "id": old.id}, "cancelled": True}
+
+
+async def test_a_lead_who_asks_not_to_be_called_again_is_answered_by_rule_not_by_the_model() -> None:
+    model = ScriptedModel()  # no response scripted: a request would fail the test
+    bot = new_bot(model)
+    actions = await turn(bot, "Please take me off your call list.")
+    assert said(actions).startswith("Understood. I've taken this number off our call list")
+    assert actions[-1] == EndCall("opted out") and bot.done
+    assert model.requests == [] and bot.session_state()["opted_out"] is True

@@ -13,6 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bots.business_hours import BusinessHours
+from bots.local_calendar import LocalCalendar
+from bots.persona import DEFAULT_PERSONA
+from bots.qualifier import QualifyingBotFactory
+from bots.session_state import MemoryBotSessionStore
 from emulators.control import CONTROL, Fault
 from emulators.twilio_calls import EmulatedCall
 from loadtests.loadgen import BENCH_SCRIPT
@@ -24,7 +29,7 @@ from runtime.events import BotUtterance, ComplianceCheck, VendorDegraded
 from runtime.report import CallReport
 from runtime.tts import ScriptedTts
 from runtime.vendors import VendorOptions
-from tests.conftest import API_TOKEN, AUTH_TOKEN, RunningServer, StartServer
+from tests.conftest import API_TOKEN, AUTH_TOKEN, DAYTIME, RunningServer, StartServer
 from tests.test_twilio_rest import (  # the Twilio emulator fixtures and helpers
     ACCOUNT_SID,
     LEAD,
@@ -445,6 +450,27 @@ async def test_a_tenant_may_only_record_the_calling_hours(
     report = report_of(server, body["call_sid"])
     checks = [(e.ok, e.detail) for e in report.events if isinstance(e, ComplianceCheck) and e.rule == "calling_hours"]
     assert checks == [(False, "21:30 America/Chicago")]
+
+
+async def test_a_lead_who_asked_not_to_be_called_is_not_dialled(
+    start_server: StartServer, scripted_engines: Engines, start_emulator: StartEmulator, http: aiohttp.ClientSession
+) -> None:
+    """TCPA: a lead's do-not-call request (kept with their session) outlasts the conversation."""
+    emulator = await start_emulator(callee())
+    store = MemoryBotSessionStore()
+    bots = QualifyingBotFactory(
+        persona=DEFAULT_PERSONA, calendar=LocalCalendar(BusinessHours()), store=store, now=lambda: DAYTIME
+    )
+    server = await start_server(scripted_engines, bots, **dialling(emulator))
+    await store.save(server.settings.tenant, LEAD, {"opted_out": True})
+    status, body, _ = await dial(http, server, {"to": LEAD})
+    assert status == 409 and "asked not to be called again" in body["error"]
+    assert emulator.state.calls == {} and server.state.reports.recent(10) == []
+
+    other = "+15125550177"  # someone else is dialled as usual
+    status, body, _ = await dial(http, server, {"to": other})
+    assert status == 201, body
+    await emulator.finished(body["call_sid"])
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from bots.understanding import (
     parse_rooms,
     parse_timeline,
     parse_yes_no,
+    wants_no_more_calls,
 )
 
 TODAY = date(2025, 3, 10)  # a Monday in early spring
@@ -443,3 +444,24 @@ def test_mortgage(text: str, mortgage: Mortgage | None) -> None:
 )
 def test_yes_no(text: str, answer: Answer | None) -> None:
     assert parse_yes_no(text) == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "opts_out"),
+    [
+        ("Please stop calling me.", True),
+        ("Don't call me again", True),
+        ("do not contact us anymore", True),
+        ("Take me off your list", True),
+        ("remove my number from your call list please", True),
+        ("put me on your do not call list", True),
+        ("Unsubscribe.", True),
+        ("Don't call me before five", False),
+        ("don't call me at work, text instead", False),
+        ("My husband will call you again tomorrow", False),
+        ("I'm on a list for a lender", False),
+        ("we stopped looking in Round Rock", False),
+    ],
+)
+def test_a_caller_who_asks_not_to_be_called_again(text: str, opts_out: bool) -> None:
+    assert wants_no_more_calls(text) is opts_out
