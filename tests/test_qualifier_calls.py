@@ -517,6 +517,19 @@ async def test_a_transfer_nobody_answers_brings_the_caller_back_to_book_a_callba
     assert recording.duration_s > sum(s["duration_s"] for s in call.streams) - 1
 
 
+async def test_a_caller_who_asks_not_to_be_called_again_is_kept_off_the_call_list(
+    start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
+) -> None:
+    lines = ("Hi, I'm Sarah Jones", "I'm not interested, please stop calling me")
+    office = await open_office(start_server, scripted_engines, lines)
+    report = await call_in(office, lines, http)
+
+    assert report.end_reason == "opted out" and report.bot_state["next_step"] == "do_not_call"
+    # Saved with the session once the call is over for the server.
+    await eventually(lambda: office.server.state.live == {}, "the call's end")
+    assert await office.server.state.bots.opted_out(office.server.settings.tenant, CALLER)
+
+
 async def test_without_an_agent_number_the_bot_offers_a_callback_instead(
     start_server: StartServer, scripted_engines: Engines, http: aiohttp.ClientSession
 ) -> None:
