@@ -58,9 +58,10 @@ class _LeadCheckpoint:
 class LeadBot(Bot):
     """Asks three questions in order, acknowledging each answer, then says goodbye."""
 
-    def __init__(self, business_name: str, bot_name: str) -> None:
+    def __init__(self, business_name: str, bot_name: str, *, outbound: bool = False) -> None:
         self.business_name = business_name
         self.bot_name = bot_name
+        self.outbound = outbound
         self.answers = LeadAnswers()
         self._stage = 0
         self._reasked = False
@@ -71,10 +72,12 @@ class LeadBot(Bot):
         return self._stage >= len(_ORDER)
 
     def greeting(self) -> str:
-        return (
-            f"Hi, thanks for calling {self.business_name}! I'm {self.bot_name}, a virtual assistant. "
-            + _QUESTIONS["looking_for"]
-        )
+        """Says it is an AI first; a lead we dialled is not thanked for calling."""
+        if self.outbound:
+            hello = f"Hi, this is {self.bot_name}, a virtual assistant with {self.business_name}. "
+        else:
+            hello = f"Hi, thanks for calling {self.business_name}! I'm {self.bot_name}, a virtual assistant. "
+        return hello + _QUESTIONS["looking_for"]
 
     def interrupted(self, heard_text: str) -> None:
         self.interruptions.append(heard_text)
@@ -146,7 +149,8 @@ class LeadBotFactory(BotFactory):
         self.bot_name = bot_name
 
     def create(self, context: CallContext) -> LeadBot:
-        return LeadBot(self.business_name, self.bot_name)
+        outbound = context.direction.startswith("outbound")
+        return LeadBot(self.business_name, self.bot_name, outbound=outbound)
 
     def fixed_phrases(self) -> list[str]:
-        return [LeadBot(self.business_name, self.bot_name).greeting()]
+        return [LeadBot(self.business_name, self.bot_name, outbound=out).greeting() for out in (False, True)]

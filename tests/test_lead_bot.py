@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-from bots.base import BotAction, EndCall, Say
-from bots.lead import LeadBot
+from bots.base import BotAction, CallContext, EndCall, Say
+from bots.lead import LeadBot, LeadBotFactory
 from bots.understanding import find_budget, find_place, find_property, find_timeline, spoken_amount
+from runtime.compliance import discloses_ai
 
 
 async def reply(bot: LeadBot, text: str) -> tuple[str, list[BotAction]]:
     actions = [a async for a in bot.respond(text)]
     return "".join(a.text for a in actions if isinstance(a, Say)), actions
+
+
+def test_a_dialled_lead_is_greeted_as_one_we_called() -> None:
+    factory = LeadBotFactory("Lakeside Realty", "Ava")
+    numbers = {"tenant": "t1", "bot": "lead"}
+    inbound = factory.create(
+        CallContext(
+            call_sid="CA1", from_number="+15125550123", to_number="+15125550100", direction="inbound", **numbers
+        )
+    )
+    outbound = factory.create(
+        CallContext(
+            call_sid="CA2", from_number="+15125550100", to_number="+15125550123", direction="outbound-api", **numbers
+        )
+    )
+    assert inbound.greeting().startswith("Hi, thanks for calling Lakeside Realty!")
+    assert outbound.greeting().startswith("Hi, this is Ava, a virtual assistant with Lakeside Realty.")
+    assert discloses_ai(outbound.greeting()) and "thanks for calling" not in outbound.greeting()
+    assert factory.fixed_phrases() == [inbound.greeting(), outbound.greeting()]
 
 
 async def test_full_qualification_acknowledges_each_answer_and_hangs_up() -> None:
