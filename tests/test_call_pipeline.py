@@ -71,8 +71,11 @@ async def test_spoken_caller_line_gets_a_spoken_relevant_answer(
     latency = [e for e in report.events if isinstance(e, TurnLatency)]
     assert len(latency) == 1
     turn = latency[0]
-    # The breakdown is ordered in time and adds up.
-    assert turn.speech_end_at <= turn.turn_end_at <= turn.stt_done_at <= turn.first_text_at
+    # The breakdown is ordered in time and adds up. STT started at a pause may finish before the
+    # silence has lasted long enough to end the turn (it did in a CI run: 11 ms before).
+    assert turn.speech_end_at <= turn.turn_end_at and turn.speech_end_at <= turn.stt_done_at <= turn.first_text_at
+    if not turn.stt_speculative:
+        assert turn.turn_end_at <= turn.stt_done_at
     assert turn.first_text_at <= turn.first_audio_at <= turn.first_frame_at
     assert turn.endpointing_ms >= 400  # 500 ms of silence, minus at most one VAD window
     assert turn.stt_engine_ms > 0 and turn.tts_engine_ms > 0
