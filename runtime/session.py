@@ -74,11 +74,15 @@ HANGUP_GRACE_S = 3.0
 class _Sentence:
     mark: str
     text: str
-    audio_ms: float = 0.0
     heard: bool = False
     #: the sentence's audio, kept so an interrupted reply can be resumed without re-synthesis
     audio: list[bytes] = field(default_factory=list)
+    #: the sentence's length and, when the engine says, when each character was said
     timing: SpeechTiming = field(default_factory=SpeechTiming)
+
+    @property
+    def audio_ms(self) -> float:
+        return self.timing.audio_ms
 
 
 @dataclass(frozen=True)
@@ -766,7 +770,6 @@ class CallSession:
     def _append_audio(self, sentence: _Sentence, ulaw: bytes, said_by_ms: tuple[tuple[str, float], ...] = ()) -> None:
         sentence.audio.append(ulaw)
         sentence.timing.add(duration_ms(len(ulaw)), said_by_ms)
-        sentence.audio_ms += duration_ms(len(ulaw))
         self.outbound.enqueue_audio(sentence.mark, ulaw)
 
     def _queue_audio_sentence(self, reply: _Reply, text: str, ulaw: bytes) -> str:
